@@ -1,0 +1,58 @@
+"""paramsplit: one CNN or an ensemble of smaller ones under the same parameter budget?
+
+The public API. Names load lazily, so `import paramsplit` stays light (no torch) for code
+that only reads results.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS = {
+    # errors
+    "ParamSplitError": "paramsplit.errors",
+    "UsageError": "paramsplit.errors",
+    "UnknownFamilyError": "paramsplit.errors",
+    "SpecError": "paramsplit.errors",
+    "BudgetError": "paramsplit.errors",
+    "InputShapeError": "paramsplit.errors",
+    # families and names
+    "FAMILIES": "paramsplit.families",
+    "FamilyInfo": "paramsplit.families",
+    "get_family": "paramsplit.families",
+    "family_names": "paramsplit.families",
+    "ArchSpec": "paramsplit.specs",
+    "DesignClass": "paramsplit.specs",
+    "DesignSpec": "paramsplit.specs",
+    "InputSpec": "paramsplit.specs",
+    "parse_arch": "paramsplit.specs",
+    "parse_design": "paramsplit.specs",
+    "parse_input": "paramsplit.specs",
+    "parse_budget": "paramsplit.specs",
+    "format_budget": "paramsplit.specs",
+    "parse_members": "paramsplit.specs",
+    # models and accounting
+    "build_model": "paramsplit.models",
+    "merge_members": "paramsplit.models",
+    "split_members": "paramsplit.models",
+    "count_params": "paramsplit.accounting",
+    "profile_arch": "paramsplit.accounting",
+    "describe": "paramsplit.accounting",
+    # the planner
+    "MatchRule": "paramsplit.planner",
+    "PlannedDesign": "paramsplit.planner",
+    "plan": "paramsplit.planner",
+    "plan_budget": "paramsplit.planner",
+    "plan_single": "paramsplit.planner",
+}
+
+__all__ = ["__version__", *_EXPORTS]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'paramsplit' has no attribute {name!r}")

@@ -1,0 +1,35 @@
+"""Errors a user can cause. The CLI turns each into one line on stderr and an exit code.
+
+Every error subclasses `ValueError` as well, so callers of the Python API can catch either
+(the scikit-learn convention).
+"""
+
+from __future__ import annotations
+
+
+class ParamSplitError(ValueError):
+    """Base class of every error caused by user input."""
+
+    exit_code = 1
+
+
+class UsageError(ParamSplitError):
+    """Options that contradict each other or are missing."""
+
+    exit_code = 2
+
+
+class UnknownFamilyError(ParamSplitError):
+    """A family name that is not registered."""
+
+
+class SpecError(ParamSplitError):
+    """A malformed architecture or design name, or a depth or width the family cannot have."""
+
+
+class BudgetError(ParamSplitError):
+    """An unparsable or non-positive parameter budget, or one too small for any network."""
+
+
+class InputShapeError(ParamSplitError):
+    """An input shape or class count the families cannot take."""

@@ -1,0 +1,212 @@
+"""Frozen value types and their canonical names.
+
+Names round-trip: `parse_arch(spec.name) == spec`, `parse_design(d.name) == d`,
+`parse_budget(format_budget(n)) == n`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from enum import Enum
+
+from paramsplit.errors import BudgetError, InputShapeError, SpecError, UsageError
+from paramsplit.families import FamilyInfo, get_family
+
+MIN_SPATIAL = 8  # the smallest input side every family is tested on (8×8 digits)
+
+
+@dataclass(frozen=True)
+class ArchSpec:
+    """One network of a family: FAMILY-DEPTH-WIDTH, e.g. `resnet-20-16`, `wrn-28-10`."""
+
+    family: str
+    depth: int
+    width: int
+
+    def __post_init__(self) -> None:
+        info = get_family(self.family)
+        if info.name != self.family:
+            object.__setattr__(self, "family", info.name)
+        info.units_for_depth(self.depth)
+        if self.width < 1:
+            raise SpecError(f"width must be >= 1 for {self.family}, got {self.width}")
+
+    @property
+    def name(self) -> str:
+        return f"{self.family}-{self.depth}-{self.width}"
+
+    @property
+    def info(self) -> FamilyInfo:
+        return get_family(self.family)
+
+    @property
+    def units(self) -> int:
+        return self.info.units_for_depth(self.depth)
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DesignClass(str, Enum):
+    SINGLE = "single"
+    DEQ = "deq"
+    WEQ = "weq"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@dataclass(frozen=True)
+class DesignSpec:
+    """A design: k architecturally identical members (k = 1 for a single network)."""
+
+    design_class: DesignClass
+    num_members: int
+    member: ArchSpec
+
+    def __post_init__(self) -> None:
+        if self.num_members < 1:
+            raise SpecError(f"number of members must be >= 1, got {self.num_members}")
+        if (self.design_class is DesignClass.SINGLE) != (self.num_members == 1):
+            raise SpecError(
+                f"a {self.design_class} design cannot have {self.num_members} member(s)"
+            )
+
+    @classmethod
+    def of(cls, num_members: int, member: ArchSpec) -> DesignSpec:
+        """A single network for k = 1, otherwise a deq ensemble (the class is a label)."""
+        design_class = DesignClass.SINGLE if num_members == 1 else DesignClass.DEQ
+        return cls(design_class, num_members, member)
+
+    @property
+    def name(self) -> str:
+        if self.num_members == 1:
+            return self.member.name
+        return f"{self.num_members}x {self.member.name}"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the network sees: channels × height × width, and how many classes it predicts."""
+
+    channels: int = 3
+    height: int = 32
+    width: int = 32
+    num_classes: int = 10
+
+    def __post_init__(self) -> None:
+        if self.channels < 1:
+            raise InputShapeError(f"input channels must be >= 1, got {self.channels}")
+        if min(self.height, self.width) < MIN_SPATIAL:
+            raise InputShapeError(
+                f"input must be at least {MIN_SPATIAL}×{MIN_SPATIAL} pixels, "
+                f"got {self.height}×{self.width}"
+            )
+        if self.num_classes < 2:
+            raise InputShapeError(f"number of classes must be >= 2, got {self.num_classes}")
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return (self.channels, self.height, self.width)
+
+    @property
+    def name(self) -> str:
+        return f"{self.channels}x{self.height}x{self.width}"
+
+
+_ARCH_PATTERN = re.compile(r"^(?P<family>[a-z][a-z-]*?)-(?P<depth>\d+)(?:-w?(?P<width>\d+))?$")
+_DESIGN_PATTERN = re.compile(r"^(?:(?P<k>\d+)\s*[x×*]\s*)?(?P<arch>\S+)$")
+
+
+def parse_arch(text: str) -> ArchSpec:
+    """Parse `FAMILY-DEPTH[-WIDTH]`; a missing width is the family default (`resnet-20`)."""
+    cleaned = text.strip().lower()
+    match = _ARCH_PATTERN.match(cleaned)
+    if not match:
+        raise SpecError(
+            f"cannot parse architecture '{text}'; expected FAMILY-DEPTH-WIDTH such as "
+            "'resnet-20-16', 'wrn-28-10', 'densenet-bc-100-12' or a shorthand like 'resnet-56'"
+        )
+    info = get_family(match["family"])
+    width = int(match["width"]) if match["width"] else info.default_width
+    return ArchSpec(info.name, int(match["depth"]), width)
+
+
+def parse_design(text: str, design_class: DesignClass | None = None) -> DesignSpec:
+    """Parse `K x ARCH` (an ensemble) or `ARCH` (a single network)."""
+    match = _DESIGN_PATTERN.match(text.strip().lower())
+    if not match:
+        raise SpecError(f"cannot parse design '{text}'; expected e.g. '4x resnet-20-8'")
+    num_members = int(match["k"]) if match["k"] else 1
+    if design_class is None:
+        design_class = DesignClass.SINGLE if num_members == 1 else DesignClass.DEQ
+    return DesignSpec(design_class, num_members, parse_arch(match["arch"]))
+
+
+def parse_input(text: str, num_classes: int = 10) -> InputSpec:
+    """Parse `CxHxW` (e.g. `3x32x32`, `1x8x8`)."""
+    parts = re.split(r"\s*[x×]\s*", text.strip().lower())
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise InputShapeError(f"cannot parse input shape '{text}'; expected CxHxW such as 3x32x32")
+    channels, height, width = (int(p) for p in parts)
+    return InputSpec(channels, height, width, num_classes)
+
+
+_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
+_BUDGET_PATTERN = re.compile(
+    r"^(?P<number>[0-9][0-9_,]*(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)(?P<suffix>[kmgb]?)$"
+)
+
+
+def parse_budget(text: str | int) -> int:
+    """Parse a parameter budget: `1.5M`, `250k`, `2e6`, `1,000,000`, `1_000_000`."""
+    if isinstance(text, int):
+        value = text
+    else:
+        cleaned = text.strip().lower().replace(" ", "")
+        match = _BUDGET_PATTERN.match(cleaned)
+        if not match:
+            raise BudgetError(
+                f"cannot parse budget '{text}'; expected a parameter count such as "
+                "'1.5M', '250k', '2e6' or '1,000,000'"
+            )
+        number = float(match["number"].replace(",", "").replace("_", ""))
+        exact = number * _SUFFIXES[match["suffix"]]
+        value = round(exact)
+        if not math.isclose(exact, value, rel_tol=0, abs_tol=1e-6 * max(1.0, exact)):
+            raise BudgetError(f"budget '{text}' is not a whole number of parameters")
+    if value <= 0:
+        raise BudgetError(f"budget must be a positive number of parameters, got '{text}'")
+    return value
+
+
+def format_budget(value: int) -> str:
+    """The shortest exact text for a parameter count: 1000000 -> '1M', 272474 -> '272.474k'."""
+    for suffix, scale in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
+        if value >= scale:
+            whole, rest = divmod(value, scale)
+            if rest == 0:
+                return f"{whole}{suffix}"
+            decimals = f"{rest:0{len(str(scale)) - 1}d}".rstrip("0")
+            if len(decimals) <= 3:
+                return f"{whole}.{decimals}{suffix}"
+    return str(value)
+
+
+def parse_members(text: str) -> list[int]:
+    """Parse a list of member counts: `2,4,8`."""
+    try:
+        values = [int(part) for part in text.replace(" ", "").split(",") if part]
+    except ValueError:
+        raise UsageError(f"cannot parse member counts '{text}'; expected e.g. '2,4,8'") from None
+    if not values:
+        raise UsageError("no member counts given; expected e.g. '2,4,8'")
+    bad = [v for v in values if v < 1]
+    if bad:
+        raise SpecError(f"number of members must be >= 1, got {bad[0]}")
+    return sorted(set(values))
