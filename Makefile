@@ -12,8 +12,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+# Until the demo study exists, the demo is the design space of two questions: a 1M-parameter
+# budget for CIFAR ResNets, and the study's method applied to DenseNet-BC-40-12.
 demo: $(STAMP)
-	$(BIN)/paramsplit demo
+	$(BIN)/paramsplit describe resnet-20
+	$(BIN)/paramsplit plan --family resnet --budget 1M --members 2,4,8
+	$(BIN)/paramsplit plan --single densenet-bc-40-12 --members 4,6,8
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -15,6 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from paramsplit.specs import ArchSpec, InputSpec
+
 
 class MemberConv2d(nn.Conv2d):
     """k independent convolutions as one grouped convolution (groups = k)."""
@@ -113,6 +115,10 @@ class MemberNetwork(nn.Module):
     sees batch i, e.g. its own data order). Output: [B, k, num_classes] logits, where
     output[:, i] is member i's prediction on its own input.
     """
+
+    # Set by `build_model`: what this network is, so it can be rebuilt (e.g. split).
+    arch: ArchSpec
+    input_spec: InputSpec
 
     def __init__(self, num_members: int, in_channels: int) -> None:
         super().__init__()

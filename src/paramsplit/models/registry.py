@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -14,7 +15,8 @@ from paramsplit.models.vgg import VGG
 from paramsplit.models.wrn import WideResNet
 from paramsplit.specs import ArchSpec, InputSpec
 
-BUILDERS: dict[str, type[MemberNetwork]] = {
+# Each builder takes (units, width, in_channels, num_classes, num_members).
+BUILDERS: dict[str, Callable[[int, int, int, int, int], MemberNetwork]] = {
     "resnet": ResNet,
     "wrn": WideResNet,
     "densenet-bc": DenseNetBC,

@@ -1,0 +1,126 @@
+"""The `paramsplit` commands. Each parses its options, calls the API and renders the result."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from paramsplit.cli import render
+from paramsplit.errors import ParamSplitError
+
+app = typer.Typer(
+    help="One CNN or an ensemble of smaller ones under the same parameter budget?",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+Command = TypeVar("Command", bound=Callable[..., Any])
+
+
+def reports_errors(command: Command) -> Command:
+    """The error boundary: a user error becomes one red line on stderr and an exit code."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except ParamSplitError as error:
+            message = " ".join(str(error).split())
+            render.error_console.print(f"error: {message}", style="red")
+            raise typer.Exit(error.exit_code) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+InputOption = Annotated[
+    str, typer.Option("--input", help="Input shape CxHxW, e.g. 3x32x32 or 1x8x8.")
+]
+ClassesOption = Annotated[int, typer.Option("--classes", help="Number of classes.")]
+
+
+@app.command()
+@reports_errors
+def families(as_json: JsonFlag = False) -> None:
+    """List the CNN families, their knobs and published configurations."""
+    from paramsplit.families import FAMILIES
+
+    if as_json:
+        render.print_json(
+            [
+                {
+                    "name": f.name,
+                    "title": f.title,
+                    "width": f.width_meaning,
+                    "depth_rule": f.depth_rule,
+                    "default": f"{f.name}-{f.default_depth}-{f.default_width}",
+                    "published": {p.name: p.params for p in f.published},
+                }
+                for f in FAMILIES
+            ]
+        )
+    else:
+        render.render_families(FAMILIES)
+
+
+@app.command()
+@reports_errors
+def describe(
+    name: Annotated[str, typer.Argument(help="FAMILY-DEPTH-WIDTH, e.g. wrn-28-10 or resnet-56.")],
+    input_shape: InputOption = "3x32x32",
+    classes: ClassesOption = 10,
+    as_json: JsonFlag = False,
+) -> None:
+    """Exact parameters, FLOPs and memory of one network."""
+    from paramsplit.accounting import describe as describe_arch
+    from paramsplit.specs import parse_input
+
+    description = describe_arch(name, parse_input(input_shape, classes))
+    if as_json:
+        render.print_json(description.to_dict())
+    else:
+        render.render_description(description)
+
+
+@app.command()
+@reports_errors
+def plan(
+    family: Annotated[
+        str | None, typer.Option(help="Family for budget mode: resnet, wrn, densenet-bc, vgg.")
+    ] = None,
+    budget: Annotated[
+        str | None, typer.Option(help="Parameter budget: 1M, 250k, 2e6, 1,000,000.")
+    ] = None,
+    single: Annotated[
+        str | None, typer.Option(help="Single network for the study's method, e.g. resnet-56.")
+    ] = None,
+    members: Annotated[str, typer.Option(help="Ensemble sizes k, e.g. 2,4,8.")] = "2,4,8",
+    depth: Annotated[
+        int | None, typer.Option(help="Depth in budget mode (default: the family's).")
+    ] = None,
+    match: Annotated[str, typer.Option(help="Matching rule: le, nearest or tol:X.")] = "le",
+    input_shape: InputOption = "3x32x32",
+    classes: ClassesOption = 10,
+    as_json: JsonFlag = False,
+) -> None:
+    """The design space: a single network and its deq/weq ensembles, with exact sizes."""
+    from paramsplit.planner import plan as plan_designs
+    from paramsplit.specs import parse_input
+
+    rows = plan_designs(
+        family,
+        budget,
+        members,
+        single=single,
+        depth=depth,
+        match=match,
+        input_spec=parse_input(input_shape, classes),
+    )
+    if as_json:
+        render.print_json([row.to_dict() for row in rows])
+    else:
+        render.render_plan(rows)

@@ -1,0 +1,147 @@
+"""Turning the API's data into terminal output: tables and units. Nothing here computes."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from paramsplit.accounting import ArchDescription
+from paramsplit.families import FamilyInfo
+from paramsplit.planner import PlannedDesign
+
+# Piped output gets room for a plan's columns instead of rich's 80-column default.
+_PIPE_WIDTH = 140
+console = Console(highlight=False, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
+error_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 400)
+
+
+def print_json(data: Any) -> None:
+    # Plain print, not rich: JSON must reach pipes byte-exact, without wrapping or colour.
+    print(json.dumps(data, indent=2))
+
+
+def format_count(value: int | None) -> str:
+    return "—" if value is None else f"{value:,}"
+
+
+def format_flops(value: int | None) -> str:
+    if value is None:
+        return "—"
+    for unit, scale in (("TFLOP", 1e12), ("GFLOP", 1e9), ("MFLOP", 1e6), ("kFLOP", 1e3)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value} FLOP"
+
+
+def format_bytes(value: int | None) -> str:
+    if value is None:
+        return "—"
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if value >= scale:
+            return f"{value / scale:.3g} {unit}"
+    return f"{value} B"
+
+
+def render_families(families: Sequence[FamilyInfo]) -> None:
+    table = Table(title="CNN families", title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("family", "width knob", "depth", "default"):
+        table.add_column(column)
+    for info in families:
+        table.add_row(
+            f"[bold]{info.name}[/]\n[dim]{info.title}[/]",
+            info.width_meaning,
+            f"{info.depth_rule}\n[dim]{info.depth_meaning}[/]",
+            f"{info.name}-{info.default_depth}-{info.default_width}",
+        )
+    console.print(table)
+    published = Table(
+        title="Published configurations (3×32×32 input, 10 classes)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
+    )
+    for column, justify in (("name", "left"), ("params", "right"), ("paper", "right")):
+        published.add_column(column, justify=justify)  # type: ignore[arg-type]
+    published.add_column("source")
+    for info in families:
+        for config in info.published:
+            published.add_row(config.name, f"{config.params:,}", config.reported, config.source)
+    console.print(published)
+
+
+def render_description(description: ArchDescription) -> None:
+    data = description.to_dict()
+    table = Table(show_header=False, title=data["name"], title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    published = ""
+    if data["published_params"] is not None:
+        published = f" (published: {data['published_reported']}, {data['published_source']})"
+    rows = [
+        ("family", data["family"]),
+        ("depth / width", f"{data['depth']} / {data['width']}  ({data['units']} units per stage)"),
+        ("input", f"{data['input']}, {data['num_classes']} classes"),
+        ("parameters", f"{data['total_params']:,}{published}"),
+        ("weights (fp32)", format_bytes(data["weights_bytes"])),
+        ("forward FLOPs / image", format_flops(data["flops_per_image"])),
+        (
+            "training memory",
+            f"≈ {format_bytes(data['train_memory_bytes'])} at batch {data['train_batch_size']}",
+        ),
+    ]
+    for label, value in rows:
+        table.add_row(label, value)
+    console.print(table)
+    console.print(
+        "FLOPs: forward convolutions and linear layers, 2 per multiply-accumulate "
+        "(torch FlopCounterMode). Training memory: weights, gradients and momentum plus every "
+        "layer's output, fp32 — a rough estimate.",
+        style="dim",
+    )
+
+
+def render_plan(rows: Sequence[PlannedDesign]) -> None:
+    first = rows[0]
+    title = (
+        f"{first.family}: budget {first.budget_params:,} params, rule '{first.match_rule}', "
+        f"input {first.input_spec.name}, {first.input_spec.num_classes} classes"
+    )
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("design", no_wrap=True)
+    table.add_column("class")
+    for column in ("k", "member params", "total params", "ratio", "FLOPs / image"):
+        table.add_column(column, justify="right")
+    table.add_column("train memory\n(one at a time / all k)", justify="right")
+    for row in rows:
+        if row.design is None:
+            continue
+        memory = format_bytes(row.train_memory_sequential_bytes)
+        if row.num_members > 1:
+            memory += f" / {format_bytes(row.train_memory_fused_bytes)}"
+        table.add_row(
+            row.design.name,
+            row.design_class.value,
+            str(row.num_members),
+            format_count(row.member_params),
+            format_count(row.total_params),
+            f"{row.ratio:.3f}" if row.ratio is not None else "—",
+            format_flops(row.flops_per_image),
+            memory,
+        )
+    console.print(table)
+    for row in rows:
+        if row.design is None:
+            console.print(
+                f"[yellow]infeasible[/] {row.design_class.value} k={row.num_members}: {row.reason}"
+            )
+    console.print(
+        "ratio = total / budget. FLOPs: forward, all members, 2 per multiply-accumulate "
+        "(torch FlopCounterMode). Training memory: fp32 weights, gradients, momentum and "
+        "activations at batch 128 — a rough estimate.",
+        style="dim",
+    )
