@@ -17,13 +17,15 @@ class PublishedConfig:
     """A configuration from the literature and the parameter count it is known by.
 
     `params` is the exact count for 3×32×32 inputs and 10 classes (CIFAR-10); `reported`
-    is what the paper prints, rounded as the paper rounds it.
+    is what the paper prints, rounded as the paper rounds it. Where our variant is not the
+    paper's exact network, `note` says so and the count may differ in the last digit shown.
     """
 
     name: str
     params: int
     reported: str
     source: str
+    note: str = ""  # where our variant differs from the paper's, and by how much
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class FamilyInfo:
     default_width: int
     aliases: tuple[str, ...]
     published: tuple[PublishedConfig, ...]
+    weight_decay: float  # the family's customary value in its paper's CIFAR recipe
 
     @property
     def min_depth(self) -> int:
@@ -71,6 +74,8 @@ class FamilyInfo:
         return [self.depth_for_units(u) for u in range(low, low + count)]
 
 
+_OPTION_B = "projection shortcuts; the paper's zero-padding shortcuts have 2,752 fewer params"
+
 FAMILIES: tuple[FamilyInfo, ...] = (
     FamilyInfo(
         name="resnet",
@@ -82,10 +87,13 @@ FAMILIES: tuple[FamilyInfo, ...] = (
         default_depth=20,
         default_width=16,
         aliases=("cifar-resnet",),
+        weight_decay=1e-4,
         published=(
-            PublishedConfig("resnet-20-16", 272_474, "0.27M", "He et al. 2016, Table 6"),
-            PublishedConfig("resnet-56-16", 855_770, "0.85M", "He et al. 2016, Table 6"),
-            PublishedConfig("resnet-110-16", 1_730_714, "1.7M", "He et al. 2016, Table 6"),
+            PublishedConfig("resnet-20-16", 272_474, "0.27M", "He et al. 2016, Table 6", _OPTION_B),
+            PublishedConfig("resnet-56-16", 855_770, "0.85M", "He et al. 2016, Table 6", _OPTION_B),
+            PublishedConfig(
+                "resnet-110-16", 1_730_714, "1.7M", "He et al. 2016, Table 6", _OPTION_B
+            ),
         ),
     ),
     FamilyInfo(
@@ -98,6 +106,7 @@ FAMILIES: tuple[FamilyInfo, ...] = (
         default_depth=28,
         default_width=10,
         aliases=("wide-resnet", "wideresnet"),
+        weight_decay=5e-4,
         published=(
             PublishedConfig(
                 "wrn-28-10", 36_479_194, "36.5M", "Zagoruyko & Komodakis 2016, Table 4"
@@ -116,6 +125,7 @@ FAMILIES: tuple[FamilyInfo, ...] = (
         default_depth=100,
         default_width=12,
         aliases=("densenet", "densenetbc"),
+        weight_decay=1e-4,
         published=(
             PublishedConfig("densenet-bc-100-12", 769_162, "0.8M", "Huang et al. 2017, Table 2"),
             PublishedConfig(
@@ -136,6 +146,7 @@ FAMILIES: tuple[FamilyInfo, ...] = (
         default_depth=16,
         default_width=64,
         aliases=(),
+        weight_decay=5e-4,
         published=(
             PublishedConfig("vgg-11-64", 9_231_114, "9.2M", "Simonyan & Zisserman 2015, config A"),
             PublishedConfig(

@@ -316,11 +316,16 @@ def plan(
     member_counts = parse_members(members) if isinstance(members, str) else list(members)
     if single is not None:
         if family is not None or budget is not None or depth is not None:
-            raise UsageError("give either --single, or --family with --budget (and --depth)")
+            raise UsageError(
+                "give either a single network (--single), or a family and a budget "
+                "(--family, --budget, optionally --depth), not both"
+            )
         arch = parse_arch(single) if isinstance(single, str) else single
         return plan_single(arch, member_counts, match=match, input_spec=input_spec)
     if family is None or budget is None:
-        raise UsageError("give --family with --budget, or --single")
+        raise UsageError(
+            "give a family and a budget (--family, --budget), or a single network (--single)"
+        )
     return plan_budget(
         family,
         parse_budget(budget),

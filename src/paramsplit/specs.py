@@ -1,17 +1,17 @@
 """Frozen value types and their canonical names.
 
-Names round-trip: `parse_arch(spec.name) == spec`, `parse_design(d.name) == d`,
-`parse_budget(format_budget(n)) == n`.
+Names round-trip: `parse_arch(spec.name) == spec`, `parse_budget(format_budget(n)) == n`,
+and `parse_design(d.name, d.design_class) == d` (a name does not say deq or weq).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import Enum
 
-from paramsplit.errors import BudgetError, InputShapeError, SpecError, UsageError
+from paramsplit.errors import BudgetError, ConfigError, InputShapeError, SpecError, UsageError
 from paramsplit.families import FamilyInfo, get_family
 
 MIN_SPATIAL = 8  # the smallest input side every family is tested on (8×8 digits)
@@ -158,8 +158,10 @@ def parse_input(text: str, num_classes: int = 10) -> InputSpec:
 
 
 _SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
+# Digits, optionally grouped by thousands with commas ("1,000,000") or by underscores.
 _BUDGET_PATTERN = re.compile(
-    r"^(?P<number>[0-9][0-9_,]*(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)(?P<suffix>[kmgb]?)$"
+    r"^(?P<number>(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+(?:_[0-9]+)*)(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)"
+    r"(?P<suffix>[kmgb]?)$"
 )
 
 
@@ -175,11 +177,13 @@ def parse_budget(text: str | int) -> int:
                 f"cannot parse budget '{text}'; expected a parameter count such as "
                 "'1.5M', '250k', '2e6' or '1,000,000'"
             )
-        number = float(match["number"].replace(",", "").replace("_", ""))
-        exact = number * _SUFFIXES[match["suffix"]]
-        value = round(exact)
-        if not math.isclose(exact, value, rel_tol=0, abs_tol=1e-6 * max(1.0, exact)):
+        # Decimal, not float: "2.5000005M" must be caught as a fraction, and counts past
+        # 2**53 must stay exact.
+        exact = Decimal(match["number"].replace(",", "").replace("_", ""))
+        exact *= _SUFFIXES[match["suffix"]]
+        if exact != exact.to_integral_value():
             raise BudgetError(f"budget '{text}' is not a whole number of parameters")
+        value = int(exact)
     if value <= 0:
         raise BudgetError(f"budget must be a positive number of parameters, got '{text}'")
     return value
@@ -210,3 +214,66 @@ def parse_members(text: str) -> list[int]:
     if bad:
         raise SpecError(f"number of members must be >= 1, got {bad[0]}")
     return sorted(set(values))
+
+
+PRECISIONS = ("fp32", "bf16", "fp16")
+SCHEDULES = ("cosine", "multistep")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """One training protocol, identical for a single network and every ensemble member.
+
+    SGD with Nesterov momentum; the learning rate follows `schedule`, stepped once per epoch
+    (never per batch), after `warmup_epochs` of linear warm-up. `weight_decay=None` takes the
+    family's customary value. `milestones` are fractions of `epochs` for the multi-step
+    schedule (the study: ×0.1 at 50% and 75%).
+    """
+
+    epochs: int = 30
+    batch_size: int = 128
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = True
+    weight_decay: float | None = None
+    schedule: str = "cosine"
+    milestones: tuple[float, ...] = (0.5, 0.75)
+    gamma: float = 0.1
+    warmup_epochs: int = 0
+    label_smoothing: float = 0.0
+    precision: str = "fp32"
+    channels_last: bool = False
+    compile: bool = False
+    test_every_epoch: bool = False
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.epochs >= 1, "epochs", self.epochs, ">= 1"),
+            (self.batch_size >= 1, "batch_size", self.batch_size, ">= 1"),
+            (self.lr > 0, "lr", self.lr, "> 0"),
+            (0 <= self.momentum < 1, "momentum", self.momentum, "in [0, 1)"),
+            (
+                self.weight_decay is None or self.weight_decay >= 0,
+                "weight_decay",
+                self.weight_decay,
+                ">= 0",
+            ),
+            (self.schedule in SCHEDULES, "schedule", self.schedule, " or ".join(SCHEDULES)),
+            (all(0 < m < 1 for m in self.milestones), "milestones", self.milestones, "in (0, 1)"),
+            (
+                0 <= self.warmup_epochs < self.epochs,
+                "warmup_epochs",
+                self.warmup_epochs,
+                "< epochs",
+            ),
+            (0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "in [0, 1)"),
+            (self.precision in PRECISIONS, "precision", self.precision, " or ".join(PRECISIONS)),
+        ]
+        for ok, name, value, allowed in checks:
+            if not ok:
+                raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+
+    def weight_decay_for(self, family: str) -> float:
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return get_family(family).weight_decay

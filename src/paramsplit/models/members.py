@@ -35,10 +35,11 @@ def merge_states(states: list[dict[str, Tensor]]) -> dict[str, Tensor]:
 def split_members(fused: MemberNetwork) -> list[MemberNetwork]:
     """k single networks with the fused network's weights and statistics."""
     states = split_state(fused.state_dict(), fused.num_members)
-    device = next(fused.parameters()).device
+    reference = next(fused.parameters())
     singles = []
     for state in states:
-        single = build_model(fused.arch, fused.input_spec, device=device)
+        single = build_model(fused.arch, fused.input_spec, device=reference.device)
+        single = single.to(reference.dtype)
         single.load_state_dict(state)
         singles.append(single.train(fused.training))
     return singles
@@ -47,7 +48,9 @@ def split_members(fused: MemberNetwork) -> list[MemberNetwork]:
 def merge_members(singles: list[MemberNetwork]) -> MemberNetwork:
     """One fused network computing the given single networks."""
     first = singles[0]
-    device = next(first.parameters()).device
-    fused = build_model(first.arch, first.input_spec, num_members=len(singles), device=device)
+    reference = next(first.parameters())
+    fused = build_model(
+        first.arch, first.input_spec, num_members=len(singles), device=reference.device
+    ).to(reference.dtype)
     fused.load_state_dict(merge_states([s.state_dict() for s in singles]))
     return fused.train(first.training)

@@ -1,0 +1,234 @@
+"""Names and numbers a user types: budgets, architectures, designs, inputs, member counts."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import paramsplit as ps
+
+# --- budgets ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("1.5M", 1_500_000),
+        ("250k", 250_000),
+        ("2e6", 2_000_000),
+        ("1,000,000", 1_000_000),
+        ("1_000_000", 1_000_000),
+        (" 300K ", 300_000),
+        ("272.474k", 272_474),
+        ("1G", 10**9),
+        ("42", 42),
+        (123_456, 123_456),
+    ],
+)
+def test_parse_budget_accepts(text, expected):
+    assert ps.parse_budget(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("abc", "cannot parse budget 'abc'"),
+        ("", "cannot parse budget ''"),
+        ("-5", "cannot parse budget '-5'"),
+        ("1.5X", "cannot parse budget '1.5X'"),
+        ("0", "budget must be a positive number of parameters, got '0'"),
+        (0, "budget must be a positive number of parameters, got '0'"),
+        (-5, "budget must be a positive number of parameters, got '-5'"),
+        ("1.2345k", "budget '1.2345k' is not a whole number of parameters"),
+        ("0.5", "budget '0.5' is not a whole number of parameters"),
+    ],
+)
+def test_parse_budget_rejects(text, message):
+    with pytest.raises(ps.BudgetError, match=message):
+        ps.parse_budget(text)
+
+
+def test_user_errors_are_value_errors():
+    # The scikit-learn convention: callers can catch ValueError without knowing our classes.
+    with pytest.raises(ValueError, match="cannot parse budget 'abc'"):
+        ps.parse_budget("abc")
+    for error in (ps.UsageError, ps.UnknownFamilyError, ps.SpecError, ps.BudgetError):
+        assert issubclass(error, ps.ParamSplitError)
+    assert issubclass(ps.InputShapeError, ValueError)
+
+
+@pytest.mark.parametrize("text", ["1000000.5", "2.5000005M"])
+def test_parse_budget_rejects_fractions_of_large_budgets(text):
+    with pytest.raises(ps.BudgetError, match="is not a whole number of parameters"):
+        ps.parse_budget(text)
+
+
+def test_parse_budget_rejects_a_decimal_comma():
+    with pytest.raises(ps.BudgetError, match="cannot parse budget '1,5M'"):
+        ps.parse_budget("1,5M")
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [(1_000_000, "1M"), (272_474, "272.474k"), (1_500_000, "1.5M"), (999, "999"), (10**9, "1G")],
+)
+def test_format_budget(value, expected):
+    assert ps.format_budget(value) == expected
+
+
+@given(st.integers(min_value=1, max_value=10**12))
+def test_format_budget_round_trips(value):
+    assert ps.parse_budget(ps.format_budget(value)) == value
+
+
+# --- architectures ------------------------------------------------------------------------
+
+
+@st.composite
+def arch_specs(draw) -> ps.ArchSpec:
+    """Any valid network of any family: depth follows the family's rule."""
+    info = draw(st.sampled_from(ps.FAMILIES))
+    units = draw(st.integers(min_value=1, max_value=60))
+    width = draw(st.integers(min_value=1, max_value=1024))
+    return ps.ArchSpec(info.name, info.depth_for_units(units), width)
+
+
+@given(arch_specs())
+def test_arch_name_round_trips(spec):
+    assert ps.parse_arch(spec.name) == spec
+    assert ps.parse_arch(f"  {spec.name.upper()} ") == spec  # case and spaces do not matter
+
+
+@given(arch_specs(), st.data())
+def test_family_aliases_name_the_same_network(spec, data):
+    alias = data.draw(st.sampled_from((spec.family, *spec.info.aliases)))
+    assert ps.parse_arch(f"{alias}-{spec.depth}-{spec.width}") == spec
+
+
+@pytest.mark.parametrize(
+    ("shorthand", "name"),
+    [
+        ("resnet-20", "resnet-20-16"),
+        ("resnet-56", "resnet-56-16"),
+        ("resnet-110", "resnet-110-16"),
+        ("wrn-28-10", "wrn-28-10"),
+        ("wrn-40-4", "wrn-40-4"),
+        ("densenet-bc-100-12", "densenet-bc-100-12"),
+        ("densenet-bc-40", "densenet-bc-40-12"),
+        ("densenet-100-12", "densenet-bc-100-12"),
+        ("vgg-11", "vgg-11-64"),
+        ("vgg-16", "vgg-16-64"),
+        ("resnet-20-w8", "resnet-20-8"),
+    ],
+)
+def test_shorthands(shorthand, name):
+    assert ps.parse_arch(shorthand).name == name
+
+
+def test_family_lookup_by_alias():
+    assert ps.get_family("densenet").name == "densenet-bc"
+    assert ps.get_family(" Wide-ResNet ").name == "wrn"
+    assert ps.ArchSpec("densenet", 100, 12).family == "densenet-bc"
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "message"),
+    [
+        ("resnt-20", ps.UnknownFamilyError, "unknown family 'resnt'.*did you mean 'resnet'"),
+        ("densnet-bc-40", ps.UnknownFamilyError, "did you mean 'densenet-bc'"),
+        ("resnet-21", ps.SpecError, "depth 21 is not valid for resnet.*6n\\+2.*14, 20, 26"),
+        ("wrn-4-1", ps.SpecError, "depth 4 is not valid for wrn.*nearest valid depths: 10, 16"),
+        ("vgg-7", ps.SpecError, "depth 7 is not valid for vgg.*any depth >= 8"),
+        ("resnet-20-0", ps.SpecError, "width must be >= 1 for resnet, got 0"),
+        ("resnet", ps.SpecError, "cannot parse architecture 'resnet'"),
+        ("resnet-20-16-4", ps.SpecError, "cannot parse architecture"),
+    ],
+)
+def test_parse_arch_rejects(text, error, message):
+    with pytest.raises(error, match=message):
+        ps.parse_arch(text)
+
+
+# --- designs ------------------------------------------------------------------------------
+
+
+def test_parse_design():
+    design = ps.parse_design("4x resnet-20-8")
+    assert design == ps.DesignSpec(ps.DesignClass.DEQ, 4, ps.ArchSpec("resnet", 20, 8))
+    assert design.name == "4x resnet-20-8"
+    assert ps.parse_design("resnet-20").design_class is ps.DesignClass.SINGLE
+    assert ps.parse_design("4 × resnet-20-8") == design
+
+
+@given(st.integers(min_value=1, max_value=64), arch_specs())
+def test_design_name_round_trips(num_members, member):
+    design = ps.DesignSpec.of(num_members, member)
+    assert ps.parse_design(design.name) == design
+
+
+@given(st.integers(min_value=2, max_value=64), arch_specs())
+def test_weq_design_round_trips_with_its_class(num_members, member):
+    # The name does not carry deq/weq (the class is a label); the caller passes it back.
+    design = ps.DesignSpec(ps.DesignClass.WEQ, num_members, member)
+    assert ps.parse_design(design.name, ps.DesignClass.WEQ) == design
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("0x resnet-20", "number of members must be >= 1, got 0"),
+        ("4x resnet-21", "depth 21 is not valid for resnet"),
+        ("4x resnet 20", "cannot parse design '4x resnet 20'"),
+    ],
+)
+def test_parse_design_rejects(text, message):
+    with pytest.raises(ps.SpecError, match=message):
+        ps.parse_design(text)
+
+
+def test_single_design_cannot_have_several_members():
+    with pytest.raises(ps.SpecError, match="a single design cannot have 4 member"):
+        ps.DesignSpec(ps.DesignClass.SINGLE, 4, ps.parse_arch("resnet-20"))
+
+
+# --- member counts and inputs -------------------------------------------------------------
+
+
+def test_parse_members_sorts_and_deduplicates():
+    assert ps.parse_members("8, 2,4,2") == [2, 4, 8]
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "message"),
+    [
+        ("2,0", ps.SpecError, "number of members must be >= 1, got 0"),
+        ("a,b", ps.UsageError, "cannot parse member counts 'a,b'"),
+        ("", ps.UsageError, "no member counts given"),
+    ],
+)
+def test_parse_members_rejects(text, error, message):
+    with pytest.raises(error, match=message):
+        ps.parse_members(text)
+
+
+def test_parse_input():
+    spec = ps.parse_input("1x28x28", num_classes=10)
+    assert (spec.shape, spec.num_classes, spec.name) == ((1, 28, 28), 10, "1x28x28")
+    assert ps.parse_input(" 3 × 32 × 32 ").shape == (3, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("text", "num_classes", "message"),
+    [
+        ("3x32", 10, "cannot parse input shape '3x32'"),
+        ("3xAx32", 10, "cannot parse input shape"),
+        ("3x4x4", 10, "input must be at least 8×8 pixels, got 4×4"),
+        ("3x32x7", 10, "input must be at least 8×8 pixels, got 32×7"),
+        ("0x32x32", 10, "input channels must be >= 1, got 0"),
+        ("3x32x32", 1, "number of classes must be >= 2, got 1"),
+    ],
+)
+def test_parse_input_rejects(text, num_classes, message):
+    with pytest.raises(ps.InputShapeError, match=message):
+        ps.parse_input(text, num_classes=num_classes)
