@@ -41,6 +41,15 @@ _EXPORTS = {
     "count_params": "paramsplit.accounting",
     "profile_arch": "paramsplit.accounting",
     "describe": "paramsplit.accounting",
+    # data and training
+    "load_dataset": "paramsplit.data",
+    "DatasetTensors": "paramsplit.data",
+    "dataset_names": "paramsplit.data",
+    "TrainConfig": "paramsplit.specs",
+    "ConfigError": "paramsplit.errors",
+    "DatasetError": "paramsplit.errors",
+    "train_design": "paramsplit.train",
+    "TrainResult": "paramsplit.train",
     # the planner
     "MatchRule": "paramsplit.planner",
     "PlannedDesign": "paramsplit.planner",

@@ -33,3 +33,11 @@ class BudgetError(ParamSplitError):
 
 class InputShapeError(ParamSplitError):
     """An input shape or class count the families cannot take."""
+
+
+class DatasetError(ParamSplitError):
+    """An unknown dataset, a bad dataset path, or data files that are missing or malformed."""
+
+
+class ConfigError(ParamSplitError):
+    """A training setting out of range, or one the hardware cannot honour."""

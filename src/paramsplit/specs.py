@@ -264,7 +264,7 @@ class TrainConfig:
                 0 <= self.warmup_epochs < self.epochs,
                 "warmup_epochs",
                 self.warmup_epochs,
-                "< epochs",
+                "in [0, epochs)",
             ),
             (0 <= self.label_smoothing < 1, "label_smoothing", self.label_smoothing, "in [0, 1)"),
             (self.precision in PRECISIONS, "precision", self.precision, " or ".join(PRECISIONS)),

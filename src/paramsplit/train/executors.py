@@ -1,0 +1,315 @@
+"""Executors: ways to train k ensemble members, all computing the same thing.
+
+- `loop`: k separate networks, each with its own optimizer, stepped in turn;
+- `fused`: one network that computes all k members (grouped convolutions, per-member heads);
+- `vmap`: k networks' parameters stacked and run through `torch.func.vmap`.
+
+Every executor starts from the same member weights (member i is built with its own seed),
+takes member i's batch from row i of its input, and applies the same optimizer and schedule,
+so all three equal k independent runs up to float rounding; the oracle tests check that.
+SGD (with momentum, Nesterov and weight decay) is elementwise, so one optimizer over a fused
+network's parameters takes exactly the steps k separate optimizers would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import math
+from collections.abc import Iterator, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from paramsplit.errors import ConfigError
+from paramsplit.models import build_model, merge_members
+from paramsplit.models.layers import MemberNetwork
+from paramsplit.models.members import merge_states, split_state
+from paramsplit.specs import ArchSpec, InputSpec, TrainConfig
+
+EXECUTORS = ("loop", "fused", "vmap")
+
+
+def lr_factor(epoch: int, config: TrainConfig) -> float:
+    """The learning rate at `epoch` (0-based) as a fraction of `config.lr`."""
+    if epoch < config.warmup_epochs:
+        return (epoch + 1) / (config.warmup_epochs + 1)
+    if config.schedule == "cosine":
+        progress = (epoch - config.warmup_epochs) / (config.epochs - config.warmup_epochs)
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    passed = sum(epoch >= round(m * config.epochs) for m in config.milestones)
+    return float(config.gamma**passed)
+
+
+def member_losses(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
+    """Mean cross-entropy per member. Shape: logits [B, k, C], targets [k, B] -> [k]."""
+    per_example = F.cross_entropy(
+        logits.float().permute(0, 2, 1),  # [B, C, k]
+        targets.t(),  # [B, k]
+        reduction="none",
+        label_smoothing=label_smoothing,
+    )  # [B, k]
+    return per_example.mean(dim=0)
+
+
+class Executor:
+    """Base: optimizer, schedule and precision shared by the three ways of running members."""
+
+    name = "base"
+
+    def __init__(
+        self,
+        arch: ArchSpec,
+        input_spec: InputSpec,
+        init_seeds: Sequence[int],
+        config: TrainConfig,
+        device: torch.device,
+    ) -> None:
+        if config.precision == "fp16" and device.type != "cuda":
+            raise ConfigError("precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
+        self.arch = arch
+        self.input_spec = input_spec
+        self.num_members = len(init_seeds)
+        self.config = config
+        self.device = device
+        self.weight_decay = config.weight_decay_for(arch.family)
+        self._dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
+        singles = [build_model(arch, input_spec, seed=s, device=device) for s in init_seeds]
+        self._setup(singles)
+
+    def _setup(self, singles: list[MemberNetwork]) -> None:
+        raise NotImplementedError
+
+    def _optimizer(self, params: Iterator[Tensor] | list[Tensor]) -> torch.optim.SGD:
+        return torch.optim.SGD(
+            params,
+            lr=self.config.lr,
+            momentum=self.config.momentum,
+            nesterov=self.config.nesterov and self.config.momentum > 0,
+            weight_decay=self.weight_decay,
+        )
+
+    def _scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+        config = self.config
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: lr_factor(e, config))
+
+    def autocast(self) -> contextlib.AbstractContextManager[None]:
+        if self._dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self._dtype)
+
+    def prepare(self, images: Tensor) -> Tensor:
+        if self.config.channels_last and images.dim() == 4:
+            return images.contiguous(memory_format=torch.channels_last)
+        return images
+
+    # The interface every executor implements.
+    def train_step(self, images: Tensor, targets: Tensor) -> Tensor:
+        """One optimizer step for every member. Shape: [k, B, C, H, W], [k, B] -> losses [k]."""
+        raise NotImplementedError
+
+    def predict(self, images: Tensor) -> Tensor:
+        """Eval-mode logits, every member on the same images. Shape: [B, C, H, W] -> [B, k, C]."""
+        raise NotImplementedError
+
+    def end_epoch(self) -> None:
+        """Step the learning-rate schedule: once per epoch, never per batch."""
+        raise NotImplementedError
+
+    def member_states(self) -> list[dict[str, Tensor]]:
+        """Each member's weights and statistics as a single network's state dict."""
+        raise NotImplementedError
+
+    def load_member_states(self, states: Sequence[dict[str, Tensor]]) -> None:
+        """Replace every member's weights and statistics (optimizer state is kept)."""
+        raise NotImplementedError
+
+    def set_training(self, mode: bool) -> None:
+        raise NotImplementedError
+
+    @property
+    def lr(self) -> float:
+        raise NotImplementedError
+
+
+class LoopExecutor(Executor):
+    name = "loop"
+
+    def _setup(self, singles: list[MemberNetwork]) -> None:
+        memory_format = (
+            torch.channels_last if self.config.channels_last else torch.contiguous_format
+        )
+        self.models = [m.to(memory_format=memory_format) for m in singles]
+        self.runners: list[nn.Module] = [
+            torch.compile(m) if self.config.compile else m  # type: ignore[misc]
+            for m in self.models
+        ]
+        self.optimizers = [self._optimizer(m.parameters()) for m in self.models]
+        self.schedulers = [self._scheduler(o) for o in self.optimizers]
+        self.scalers = [
+            torch.amp.GradScaler(enabled=self.config.precision == "fp16") for _ in singles
+        ]
+
+    def train_step(self, images: Tensor, targets: Tensor) -> Tensor:
+        losses = []
+        for i, (runner, optimizer, scaler) in enumerate(
+            zip(self.runners, self.optimizers, self.scalers, strict=True)
+        ):
+            optimizer.zero_grad(set_to_none=True)
+            with self.autocast():
+                logits = runner(self.prepare(images[i]))  # [B, 1, C]
+            loss = member_losses(logits, targets[i : i + 1], self.config.label_smoothing)[0]
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            losses.append(loss.detach())
+        return torch.stack(losses)
+
+    @torch.no_grad()
+    def predict(self, images: Tensor) -> Tensor:
+        with self.autocast():
+            outputs = [runner(self.prepare(images)) for runner in self.runners]
+        return torch.cat(outputs, dim=1).float()  # [B, k, C]
+
+    def end_epoch(self) -> None:
+        for scheduler in self.schedulers:
+            scheduler.step()
+
+    def member_states(self) -> list[dict[str, Tensor]]:
+        return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.models]
+
+    def load_member_states(self, states: Sequence[dict[str, Tensor]]) -> None:
+        for model, state in zip(self.models, states, strict=True):
+            model.load_state_dict(state)
+
+    def set_training(self, mode: bool) -> None:
+        for model in self.models:
+            model.train(mode)
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizers[0].param_groups[0]["lr"])
+
+
+class FusedExecutor(Executor):
+    name = "fused"
+
+    def _setup(self, singles: list[MemberNetwork]) -> None:
+        memory_format = (
+            torch.channels_last if self.config.channels_last else torch.contiguous_format
+        )
+        self.model = merge_members(singles).to(memory_format=memory_format)
+        self.runner: nn.Module = torch.compile(self.model) if self.config.compile else self.model  # type: ignore[assignment]
+        self.optimizer = self._optimizer(self.model.parameters())
+        self.scheduler = self._scheduler(self.optimizer)
+        self.scaler = torch.amp.GradScaler(enabled=self.config.precision == "fp16")
+
+    def train_step(self, images: Tensor, targets: Tensor) -> Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            logits = self.runner(images)  # [B, k, C]
+        losses = member_losses(logits, targets, self.config.label_smoothing)
+        # The sum's gradient with respect to member i's weights is member i's own gradient.
+        self.scaler.scale(losses.sum()).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return losses.detach()
+
+    @torch.no_grad()
+    def predict(self, images: Tensor) -> Tensor:
+        with self.autocast():
+            return self.runner(self.prepare(images)).float()
+
+    def end_epoch(self) -> None:
+        self.scheduler.step()
+
+    def member_states(self) -> list[dict[str, Tensor]]:
+        return split_state(self.model.state_dict(), self.num_members)
+
+    def load_member_states(self, states: Sequence[dict[str, Tensor]]) -> None:
+        self.model.load_state_dict(merge_states(list(states)))
+
+    def set_training(self, mode: bool) -> None:
+        self.model.train(mode)
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+
+class VmapExecutor(Executor):
+    name = "vmap"
+
+    def _setup(self, singles: list[MemberNetwork]) -> None:
+        if self.config.compile:
+            raise ConfigError("torch.compile is not supported with the vmap executor")
+        self.params, self.buffers = stack_module_state(singles)
+        # A stateless copy to call with the stacked tensors; its own weights are never used.
+        self.base = copy.deepcopy(singles[0]).to("meta")
+        self.optimizer = self._optimizer(list(self.params.values()))
+        self.scheduler = self._scheduler(self.optimizer)
+        self.scaler = torch.amp.GradScaler(enabled=self.config.precision == "fp16")
+
+    def _call(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(self.base, (params, buffers), (x,))
+
+    def train_step(self, images: Tensor, targets: Tensor) -> Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            logits = vmap(self._call)(self.params, self.buffers, images)  # [k, B, 1, C]
+        losses = member_losses(
+            logits[:, :, 0].transpose(0, 1), targets, self.config.label_smoothing
+        )
+        self.scaler.scale(losses.sum()).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return losses.detach()
+
+    @torch.no_grad()
+    def predict(self, images: Tensor) -> Tensor:
+        with self.autocast():
+            logits = vmap(self._call, in_dims=(0, 0, None))(self.params, self.buffers, images)
+        return logits[:, :, 0].transpose(0, 1).float()  # [B, k, C]
+
+    def end_epoch(self) -> None:
+        self.scheduler.step()
+
+    def member_states(self) -> list[dict[str, Tensor]]:
+        stacked = {**self.params, **self.buffers}
+        return [
+            {k: v[i].detach().clone() for k, v in stacked.items()} for i in range(self.num_members)
+        ]
+
+    @torch.no_grad()
+    def load_member_states(self, states: Sequence[dict[str, Tensor]]) -> None:
+        for key, tensor in {**self.params, **self.buffers}.items():
+            tensor.copy_(torch.stack([state[key] for state in states]))
+
+    def set_training(self, mode: bool) -> None:
+        self.base.train(mode)
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+
+_CLASSES: dict[str, type[Executor]] = {
+    "loop": LoopExecutor,
+    "fused": FusedExecutor,
+    "vmap": VmapExecutor,
+}
+
+
+def make_executor(
+    name: str,
+    arch: ArchSpec,
+    input_spec: InputSpec,
+    init_seeds: Sequence[int],
+    config: TrainConfig,
+    device: torch.device,
+) -> Executor:
+    if name not in _CLASSES:
+        raise ConfigError(f"unknown executor '{name}'; allowed: auto, {', '.join(EXECUTORS)}")
+    return _CLASSES[name](arch, input_spec, init_seeds, config, device)

@@ -1,0 +1,286 @@
+"""Training one design: the epoch loop, executor choice by measurement, metrics per epoch.
+
+Returns records and prints nothing; progress goes through an optional callback.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from paramsplit.data import DatasetTensors
+from paramsplit.data.loader import eval_batches, member_batches
+from paramsplit.specs import DesignSpec, TrainConfig
+from paramsplit.train.executors import EXECUTORS, Executor, make_executor
+from paramsplit.train.metrics import EnsembleMetrics, ensemble_metrics
+
+EVAL_BATCH = 1024
+AUTO_TIMED_STEPS = 3  # after one warm-up step; the median of these decides
+
+
+@dataclass(frozen=True)
+class MemberSeeds:
+    """Independent random streams of one member: its initial weights, data order, augmentation."""
+
+    init: int
+    data_order: int
+    augment: int
+
+
+def member_seeds(seed: int, num_members: int) -> list[MemberSeeds]:
+    """k members' seeds from a run's seed; member i's streams do not depend on k."""
+    seeds = []
+    for i in range(num_members):
+        init, order, augment = np.random.SeedSequence([seed, i]).generate_state(3)
+        seeds.append(MemberSeeds(int(init), int(order), int(augment)))
+    return seeds
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch. Times in seconds; `elapsed_train_s` sums training time up to this epoch."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    member_train_loss: tuple[float, ...]
+    val: EnsembleMetrics
+    test: EnsembleMetrics | None
+    epoch_time_s: float
+    compute_time_s: float
+    data_time_s: float
+    eval_time_s: float
+    elapsed_train_s: float
+    train_images_per_s: float
+
+
+@dataclass
+class TrainResult:
+    """A finished (or stopped) training run of one design with one seed."""
+
+    design: DesignSpec
+    dataset: str
+    seed: int
+    config: TrainConfig
+    executor: str
+    executor_step_ms: dict[str, float]
+    status: str  # "done" or "diverged"
+    reason: str | None
+    epochs: list[EpochRecord]
+    best_epoch: int | None  # by validation accuracy, never by test
+    test: EnsembleMetrics | None  # of the weights from `best_epoch`
+    final_test: EnsembleMetrics | None  # of the weights after the last epoch
+    train_time_s: float
+    device: str
+    member_states: list[dict[str, Tensor]] = field(default_factory=list, repr=False)
+
+    def time_to_accuracy_s(self, target: float) -> float | None:
+        """Training time until validation accuracy first reached `target` (a fraction)."""
+        for record in self.epochs:
+            if record.val.accuracy >= target:
+                return record.elapsed_train_s
+        return None
+
+
+ProgressCallback = Callable[[str, int, int, dict[str, float]], None]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def evaluate(
+    executor: Executor, images: Tensor, labels: Tensor, dataset: DatasetTensors
+) -> EnsembleMetrics:
+    """Metrics of every member and the ensemble on a split, in eval mode."""
+    executor.set_training(False)
+    logits = [
+        executor.predict(dataset.normalize(images[batch]))
+        for batch in eval_batches(len(images), EVAL_BATCH)
+    ]
+    executor.set_training(True)
+    return ensemble_metrics(torch.cat(logits), labels)
+
+
+def _generators(seeds: Sequence[int], device: torch.device) -> list[torch.Generator]:
+    return [torch.Generator(device=device).manual_seed(s) for s in seeds]
+
+
+def _batch(
+    dataset: DatasetTensors, indices: Tensor, augment_generators: Sequence[torch.Generator]
+) -> tuple[Tensor, Tensor]:
+    """Member batches, augmented and normalised.
+
+    Shape: indices [k, B] -> images [k, B, C, H, W], labels [k, B].
+    """
+    images = dataset.augment_members(dataset.train_images[indices], augment_generators)
+    return dataset.normalize(images), dataset.train_labels[indices]
+
+
+def choose_executor(
+    design: DesignSpec,
+    dataset: DatasetTensors,
+    config: TrainConfig,
+    device: torch.device,
+    candidates: Sequence[str] = EXECUTORS,
+) -> tuple[str, dict[str, float]]:
+    """Time a few training steps of each executor on this hardware and batch; pick the fastest.
+
+    Returns the name and each candidate's median step time in ms. A single network has
+    nothing to choose: the loop is one network.
+    """
+    if design.num_members == 1:
+        return "loop", {}
+    seeds = member_seeds(0, design.num_members)
+    generator = torch.Generator(device=device).manual_seed(0)
+    batch_size = min(config.batch_size, len(dataset.train_images))
+    indices = torch.randint(
+        len(dataset.train_images),
+        (design.num_members, batch_size),
+        generator=generator,
+        device=device,
+    )
+    images, labels = _batch(dataset, indices, _generators([s.augment for s in seeds], device))
+    timings: dict[str, float] = {}
+    for name in candidates:
+        executor = make_executor(
+            name, design.member, dataset.input_spec(), [s.init for s in seeds], config, device
+        )
+        executor.train_step(images, labels)  # warm-up: allocations, kernel selection
+        step_ms = []
+        for _ in range(AUTO_TIMED_STEPS):
+            _sync(device)
+            began = time.perf_counter()
+            executor.train_step(images, labels)
+            _sync(device)
+            step_ms.append(1000 * (time.perf_counter() - began))
+        timings[name] = statistics.median(step_ms)
+    return min(timings, key=timings.__getitem__), timings
+
+
+def train_design(
+    design: DesignSpec,
+    dataset: DatasetTensors,
+    config: TrainConfig,
+    seed: int,
+    *,
+    executor: str = "auto",
+    device: torch.device | str | None = None,
+    progress: ProgressCallback | None = None,
+) -> TrainResult:
+    """Train every member of `design` on `dataset` under `config`; metrics every epoch."""
+    device = torch.device(device) if device is not None else dataset.device
+    dataset = dataset.to(device) if dataset.device != device else dataset
+    executor_step_ms: dict[str, float] = {}
+    if executor == "auto":
+        executor, executor_step_ms = choose_executor(design, dataset, config, device)
+    seeds = member_seeds(seed, design.num_members)
+    runner = make_executor(
+        executor, design.member, dataset.input_spec(), [s.init for s in seeds], config, device
+    )
+    order_generators = _generators([s.data_order for s in seeds], device)
+    augment_generators = _generators([s.augment for s in seeds], device)
+    num_train = len(dataset.train_images)
+    num_steps = -(-num_train // config.batch_size)
+
+    records: list[EpochRecord] = []
+    best_epoch: int | None = None
+    best_states: list[dict[str, Tensor]] = []
+    elapsed_train_s = 0.0
+    status, reason = "done", None
+    runner.set_training(True)
+    for epoch in range(1, config.epochs + 1):
+        lr = runner.lr
+        epoch_began = time.perf_counter()
+        data_s = compute_s = 0.0
+        loss_sum = torch.zeros(design.num_members, device=device)
+        for step, indices in enumerate(
+            member_batches(num_train, config.batch_size, order_generators, device=device), start=1
+        ):
+            began = time.perf_counter()
+            images, labels = _batch(dataset, indices, augment_generators)
+            _sync(device)
+            data_done = time.perf_counter()
+            losses = runner.train_step(images, labels)
+            loss_sum += losses * labels.shape[1]
+            _sync(device)
+            compute_s += time.perf_counter() - data_done
+            data_s += data_done - began
+            if progress is not None:
+                progress("step", step, num_steps, {"epoch": epoch})
+        runner.end_epoch()
+        member_loss = (loss_sum / num_train).tolist()
+        train_s = time.perf_counter() - epoch_began
+        elapsed_train_s += train_s
+        if not all(np.isfinite(member_loss)):
+            status, reason = "diverged", f"non-finite training loss in epoch {epoch}"
+            break
+        eval_began = time.perf_counter()
+        val = evaluate(runner, dataset.val_images, dataset.val_labels, dataset)
+        test = (
+            evaluate(runner, dataset.test_images, dataset.test_labels, dataset)
+            if config.test_every_epoch
+            else None
+        )
+        eval_s = time.perf_counter() - eval_began
+        record = EpochRecord(
+            epoch=epoch,
+            lr=lr,
+            train_loss=float(np.mean(member_loss)),
+            member_train_loss=tuple(member_loss),
+            val=val,
+            test=test,
+            epoch_time_s=train_s + eval_s,
+            compute_time_s=compute_s,
+            data_time_s=data_s,
+            eval_time_s=eval_s,
+            elapsed_train_s=elapsed_train_s,
+            train_images_per_s=design.num_members * num_train / max(train_s, 1e-9),
+        )
+        records.append(record)
+        if best_epoch is None or val.accuracy > records[best_epoch - 1].val.accuracy:
+            best_epoch, best_states = epoch, runner.member_states()
+        if progress is not None:
+            progress(
+                "epoch",
+                epoch,
+                config.epochs,
+                {
+                    "loss": record.train_loss,
+                    "val_accuracy": val.accuracy,
+                    "images_per_s": record.train_images_per_s,
+                },
+            )
+
+    final_states = runner.member_states()
+    final_test = best_test = None
+    if records:
+        final_test = evaluate(runner, dataset.test_images, dataset.test_labels, dataset)
+        best_test = final_test
+        if best_epoch != records[-1].epoch:
+            runner.load_member_states(best_states)
+            best_test = evaluate(runner, dataset.test_images, dataset.test_labels, dataset)
+    return TrainResult(
+        design=design,
+        dataset=dataset.name,
+        seed=seed,
+        config=config,
+        executor=executor,
+        executor_step_ms=executor_step_ms,
+        status=status,
+        reason=reason,
+        epochs=records,
+        best_epoch=best_epoch,
+        test=best_test,
+        final_test=final_test,
+        train_time_s=elapsed_train_s,
+        device=str(device),
+        member_states=final_states,
+    )

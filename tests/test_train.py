@@ -1,0 +1,231 @@
+"""The training engine: executors equal k separate members, one protocol, honest metrics."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+import paramsplit as ps
+from paramsplit.data import Augmentation, load_dataset
+from paramsplit.specs import DesignClass, DesignSpec, TrainConfig
+from paramsplit.train import (
+    EXECUTORS,
+    choose_executor,
+    ensemble_metrics,
+    expected_calibration_error,
+    lr_factor,
+    make_executor,
+    member_seeds,
+    train_design,
+)
+
+NUM_MEMBERS = 3
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_dataset("digits")
+
+
+@pytest.fixture(scope="module")
+def tiny_digits(digits):
+    """A few hundred digits with crop-and-flip switched on, so augmentation is exercised."""
+    return dataclasses.replace(
+        digits,
+        train_images=digits.train_images[:192],
+        train_labels=digits.train_labels[:192],
+        augmentation=Augmentation.CROP_FLIP,
+        crop_padding=1,
+    )
+
+
+def _executors(arch, input_spec, config, names=EXECUTORS):
+    seeds = [s.init for s in member_seeds(7, NUM_MEMBERS)]
+    return {name: make_executor(name, arch, input_spec, seeds, config, CPU) for name in names}
+
+
+def _assert_states_close(expected, actual, **tolerance):
+    assert len(expected) == len(actual)
+    for member_expected, member_actual in zip(expected, actual, strict=True):
+        assert member_expected.keys() == member_actual.keys()
+        for key, value in member_expected.items():
+            torch.testing.assert_close(member_actual[key], value, msg=key, **tolerance)
+
+
+# THE ORACLE: for every family, fused and vmap equal k separate members — outputs, and the
+# weights after optimizer steps (which depend on every gradient and on the optimizer's
+# momentum and weight decay).
+@pytest.mark.parametrize("name", ["fused", "vmap"])
+def test_executor_equals_separate_members(small_arch, name):
+    input_spec = ps.InputSpec(1, 8, 8, 10)
+    config = TrainConfig(epochs=2, lr=0.05, weight_decay=5e-4)
+    executors = _executors(small_arch, input_spec, config, names=("loop", name))
+    loop, other = executors["loop"], executors[name]
+    _assert_states_close(loop.member_states(), other.member_states(), rtol=0, atol=0)
+
+    generator = torch.Generator().manual_seed(0)
+    images = torch.randn(4, 1, 8, 8, generator=generator)
+    for executor in (loop, other):
+        executor.set_training(False)
+    torch.testing.assert_close(other.predict(images), loop.predict(images), rtol=1e-4, atol=1e-5)
+    for executor in (loop, other):
+        executor.set_training(True)
+
+    for _ in range(3):
+        batch = torch.randn(NUM_MEMBERS, 6, 1, 8, 8, generator=generator)  # member i: row i
+        targets = torch.randint(10, (NUM_MEMBERS, 6), generator=generator)
+        losses = [executor.train_step(batch, targets) for executor in (loop, other)]
+        torch.testing.assert_close(losses[1], losses[0], rtol=1e-4, atol=1e-5)
+    loop.end_epoch()
+    other.end_epoch()
+    assert other.lr == pytest.approx(loop.lr)
+    _assert_states_close(loop.member_states(), other.member_states(), rtol=1e-3, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["fused", "vmap"])
+def test_training_run_equals_separate_runs(tiny_digits, name):
+    # Whole runs: own data order and augmentation per member, schedule stepped per epoch.
+    design = DesignSpec(DesignClass.DEQ, 2, ps.parse_arch("resnet-8-4"))
+    config = TrainConfig(epochs=2, batch_size=64, lr=0.05)
+    runs = {
+        executor: train_design(design, tiny_digits, config, seed=3, executor=executor)
+        for executor in ("loop", name)
+    }
+    _assert_states_close(runs["loop"].member_states, runs[name].member_states, rtol=1e-3, atol=1e-4)
+    for ours, theirs in zip(runs[name].epochs, runs["loop"].epochs, strict=True):
+        assert ours.train_loss == pytest.approx(theirs.train_loss, rel=1e-4)
+        assert ours.lr == theirs.lr
+
+
+def test_member_streams_do_not_depend_on_the_ensemble_size(tiny_digits):
+    # Member 0 of a 2-member run is the same run as a 1-member run with the same seed.
+    arch = ps.parse_arch("resnet-8-4")
+    config = TrainConfig(epochs=1, batch_size=64)
+    pair = train_design(DesignSpec(DesignClass.DEQ, 2, arch), tiny_digits, config, seed=5)
+    alone = train_design(DesignSpec(DesignClass.SINGLE, 1, arch), tiny_digits, config, seed=5)
+    _assert_states_close(alone.member_states, pair.member_states[:1], rtol=1e-5, atol=1e-6)
+
+
+def test_members_get_different_seeds_and_runs_are_deterministic(tiny_digits):
+    seeds = member_seeds(0, 4)
+    assert len({s.init for s in seeds}) == len({s.data_order for s in seeds}) == 4
+    design = DesignSpec(DesignClass.DEQ, 2, ps.parse_arch("resnet-8-4"))
+    config = TrainConfig(epochs=1, batch_size=64)
+    first, second = (
+        train_design(design, tiny_digits, config, seed=1, executor="loop") for _ in range(2)
+    )
+    _assert_states_close(first.member_states, second.member_states, rtol=0, atol=0)
+    member_a, member_b = first.member_states
+    assert not torch.equal(member_a["head.fc.weight"], member_b["head.fc.weight"])
+
+
+def test_schedule_is_stepped_per_epoch():
+    cosine = TrainConfig(epochs=4)
+    assert [lr_factor(e, cosine) for e in range(4)] == pytest.approx(
+        [1.0, 0.5 * (1 + math.cos(math.pi / 4)), 0.5, 0.5 * (1 + math.cos(3 * math.pi / 4))]
+    )
+    steps = TrainConfig(epochs=8, schedule="multistep", milestones=(0.5, 0.75))
+    assert [lr_factor(e, steps) for e in range(8)] == pytest.approx(
+        [1, 1, 1, 1, 0.1, 0.1, 0.01, 0.01]
+    )
+    warm = TrainConfig(epochs=5, warmup_epochs=2)
+    assert [lr_factor(e, warm) for e in range(3)] == pytest.approx([1 / 3, 2 / 3, 1.0])
+
+
+def test_a_run_records_its_epochs_and_selects_by_validation(tiny_digits):
+    design = DesignSpec(DesignClass.WEQ, 2, ps.parse_arch("resnet-8-4"))
+    result = train_design(design, tiny_digits, TrainConfig(epochs=3, batch_size=64), seed=0)
+    assert result.status == "done"
+    assert [r.epoch for r in result.epochs] == [1, 2, 3]
+    best = max(result.epochs, key=lambda r: r.val.accuracy)
+    assert result.best_epoch == best.epoch
+    assert 0 <= result.test.accuracy <= 1 and len(result.test.member_accuracy) == 2
+    assert all(r.test is None for r in result.epochs)  # the test set is not looked at per epoch
+    assert result.epochs[-1].elapsed_train_s == pytest.approx(result.train_time_s)
+    record = result.epochs[0]
+    assert record.compute_time_s + record.data_time_s <= record.epoch_time_s
+    assert result.time_to_accuracy_s(0.0) == result.epochs[0].elapsed_train_s
+    assert result.time_to_accuracy_s(1.01) is None
+
+
+def test_a_diverging_run_is_recorded_not_raised(tiny_digits):
+    design = DesignSpec(DesignClass.SINGLE, 1, ps.parse_arch("resnet-8-4"))
+    result = train_design(design, tiny_digits, TrainConfig(epochs=3, lr=1e30), seed=0)
+    assert result.status == "diverged"
+    assert "non-finite" in result.reason
+    assert result.epochs == []
+
+
+def test_auto_picks_the_fastest_measured_executor(tiny_digits):
+    design = DesignSpec(DesignClass.DEQ, 2, ps.parse_arch("resnet-8-4"))
+    name, timings = choose_executor(design, tiny_digits, TrainConfig(batch_size=32), CPU)
+    assert set(timings) == set(EXECUTORS)
+    assert all(t > 0 for t in timings.values())
+    assert name == min(timings, key=timings.__getitem__)
+    single = DesignSpec(DesignClass.SINGLE, 1, design.member)
+    assert choose_executor(single, tiny_digits, TrainConfig(), CPU) == ("loop", {})
+
+
+def test_bf16_trains_on_cpu(tiny_digits):
+    design = DesignSpec(DesignClass.DEQ, 2, ps.parse_arch("resnet-8-4"))
+    config = TrainConfig(epochs=1, batch_size=64, precision="bf16")
+    result = train_design(design, tiny_digits, config, seed=0, executor="fused")
+    assert result.status == "done"
+
+
+def test_fp16_needs_a_gpu(tiny_digits):
+    design = DesignSpec(DesignClass.SINGLE, 1, ps.parse_arch("resnet-8-4"))
+    with pytest.raises(ps.ParamSplitError, match="fp16 needs a CUDA device"):
+        train_design(design, tiny_digits, TrainConfig(precision="fp16"), seed=0, executor="loop")
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"epochs": 0}, "epochs must be >= 1"),
+        ({"schedule": "step"}, "schedule must be cosine or multistep"),
+        ({"precision": "fp8"}, "precision must be fp32 or bf16 or fp16"),
+        ({"warmup_epochs": 5, "epochs": 5}, r"warmup_epochs must be in \[0, epochs\)"),
+    ],
+)
+def test_config_is_validated(kwargs, message):
+    with pytest.raises(ps.ParamSplitError, match=message):
+        TrainConfig(**kwargs)
+
+
+def test_unknown_executor_is_refused():
+    with pytest.raises(ps.ParamSplitError, match="unknown executor 'threads'"):
+        make_executor(
+            "threads", ps.parse_arch("resnet-8-4"), ps.InputSpec(), [0], TrainConfig(), CPU
+        )
+
+
+def test_ensemble_metrics_on_known_logits():
+    # Two members, three examples, two classes. Member 0 is confident and wrong on example 2;
+    # averaging probabilities and averaging logits then disagree.
+    logits = torch.tensor(
+        [
+            [[2.0, 0.0], [1.0, 0.0]],  # both say class 0 (right)
+            [[0.0, 3.0], [0.0, 1.0]],  # both say class 1 (right)
+            [[9.0, 0.0], [0.0, 2.0]],  # member 0: class 0 (wrong), member 1: class 1 (right)
+        ]
+    )
+    targets = torch.tensor([0, 1, 1])
+    metrics = ensemble_metrics(logits, targets)
+    assert metrics.member_accuracy == pytest.approx((2 / 3, 1.0))
+    assert metrics.logit_accuracy == pytest.approx(2 / 3)  # mean logits 4.5 vs 1: class 0
+    assert metrics.accuracy == pytest.approx(2 / 3)  # mean probs favour class 0 as well
+    assert metrics.vote_accuracy == pytest.approx(2 / 3)  # the 1-1 tie goes to class 0
+    probs = torch.softmax(logits, -1).mean(1)
+    expected_nll = -torch.log(probs[torch.arange(3), targets]).mean()
+    assert metrics.nll == pytest.approx(float(expected_nll))
+
+
+def test_ece_is_zero_when_confidence_matches_accuracy():
+    probs = torch.tensor([[0.75, 0.25]] * 4)
+    assert expected_calibration_error(probs, torch.tensor([0, 0, 0, 1])) == pytest.approx(0)
+    assert expected_calibration_error(probs, torch.tensor([1, 1, 1, 1])) == pytest.approx(0.75)
