@@ -141,7 +141,7 @@ def test_a_run_records_its_epochs_and_selects_by_validation(tiny_digits):
     result = train_design(design, tiny_digits, TrainConfig(epochs=3, batch_size=64), seed=0)
     assert result.status == "done"
     assert [r.epoch for r in result.epochs] == [1, 2, 3]
-    best = max(result.epochs, key=lambda r: r.val.accuracy)
+    best = max(result.epochs, key=lambda r: (r.val.accuracy, -r.val.nll))
     assert result.best_epoch == best.epoch
     assert 0 <= result.test.accuracy <= 1 and len(result.test.member_accuracy) == 2
     assert all(r.test is None for r in result.epochs)  # the test set is not looked at per epoch

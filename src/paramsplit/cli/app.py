@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated
 
 import typer
 
 from paramsplit.cli import render
-from paramsplit.errors import ParamSplitError
+from paramsplit.cli.options import ClassesOption, InputOption, JsonFlag, reports_errors
+from paramsplit.cli.train_command import train
 
 app = typer.Typer(
     help="One CNN or an ensemble of smaller ones under the same parameter budget?",
@@ -17,30 +16,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-
-Command = TypeVar("Command", bound=Callable[..., Any])
-
-
-def reports_errors(command: Command) -> Command:
-    """The error boundary: a user error becomes one red line on stderr and an exit code."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except ParamSplitError as error:
-            message = " ".join(str(error).split())
-            render.error_console.print(f"error: {message}", style="red")
-            raise typer.Exit(error.exit_code) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
-JsonFlag = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-InputOption = Annotated[
-    str, typer.Option("--input", help="Input shape CxHxW, e.g. 3x32x32 or 1x8x8.")
-]
-ClassesOption = Annotated[int, typer.Option("--classes", help="Number of classes.")]
 
 
 @app.command()
@@ -124,3 +99,6 @@ def plan(
         render.print_json([row.to_dict() for row in rows])
     else:
         render.render_plan(rows)
+
+
+app.command()(reports_errors(train))

@@ -5,15 +5,17 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from paramsplit.accounting import ArchDescription
-from paramsplit.families import FamilyInfo
-from paramsplit.planner import PlannedDesign
+if TYPE_CHECKING:  # type names only: rendering must not import torch
+    from paramsplit.accounting import ArchDescription
+    from paramsplit.families import FamilyInfo
+    from paramsplit.planner import PlannedDesign
 
 # Piped output gets room for a plan's columns instead of rich's 80-column default.
 _PIPE_WIDTH = 140
@@ -137,7 +139,8 @@ def render_plan(rows: Sequence[PlannedDesign]) -> None:
     for row in rows:
         if row.design is None:
             console.print(
-                f"[yellow]infeasible[/] {row.design_class.value} k={row.num_members}: {row.reason}"
+                f"[yellow]infeasible[/] {row.design_class.value} k={row.num_members}: "
+                f"{escape(row.reason or '')}"
             )
     console.print(
         "ratio = total / budget. FLOPs: forward, all members, 2 per multiply-accumulate "
@@ -145,3 +148,94 @@ def render_plan(rows: Sequence[PlannedDesign]) -> None:
         "activations at batch 128 — a rough estimate.",
         style="dim",
     )
+
+
+def _percent(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2%}"
+
+
+def _seconds(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f} s"
+
+
+def render_train(summary: dict[str, Any], notes: Sequence[str] = ()) -> None:
+    """The table after `paramsplit train`."""
+    table = Table(
+        title=f"{summary['design']} ({summary['design_class']}) on {summary['dataset']}, "
+        f"seed {summary['seed']}: {summary['status']}",
+        title_justify="left",
+        show_header=False,
+        box=box.SIMPLE_HEAD,
+    )
+    table.add_column(style="bold")
+    table.add_column()
+    members = summary["member_test_accuracy"] or []
+    timings = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["executor_step_ms"].items())
+    rows: list[tuple[str, str]] = [
+        ("test accuracy (ensemble)", _percent(summary["test_accuracy"])),
+        (
+            "  logit averaging / vote",
+            f"{_percent(summary['test_logit_accuracy'])} / "
+            f"{_percent(summary['test_vote_accuracy'])}",
+        ),
+        ("  per member", ", ".join(_percent(a) for a in members)),
+        (
+            "test NLL / ECE",
+            f"{summary['test_nll']:.4f} / {summary['test_ece']:.4f}"
+            if summary["test_nll"] is not None
+            else "—",
+        ),
+        ("selected epoch (by val)", f"{summary['best_epoch']} of {summary['epochs_trained']}"),
+        (
+            "training time",
+            f"{_seconds(summary['train_time_s'])} (compute "
+            f"{_seconds(summary['compute_time_s'])}, data {_seconds(summary['data_time_s'])})",
+        ),
+        ("epoch time (median)", _seconds(summary["epoch_time_s"])),
+        (
+            "throughput",
+            f"{summary['train_images_per_s']:,.0f} member-images/s"
+            if summary["train_images_per_s"]
+            else "—",
+        ),
+    ]
+    if summary["target_accuracy"] is not None:
+        rows.append(
+            (f"time to {summary['target_accuracy']:.1%} val", _seconds(summary["time_to_target_s"]))
+        )
+    rows += [
+        (
+            "parameters",
+            f"{summary['total_params']:,} "
+            f"({summary['num_members']} × {summary['member_params']:,})",
+        ),
+        ("FLOPs / image", format_flops(summary["flops_per_image"])),
+        ("executor", f"{summary['executor']}" + (f" (measured: {timings})" if timings else "")),
+    ]
+    if "latency_ms_batch1" in summary:
+        rows += [
+            (
+                "inference latency, batch 1",
+                f"{summary['latency_ms_batch1']:.2f} ms "
+                f"(plain loop {summary['loop_latency_ms_batch1']:.2f} ms)",
+            ),
+            (
+                "inference throughput",
+                f"{summary['throughput_images_per_s']:,.0f} img/s "
+                f"(plain loop {summary['loop_throughput_images_per_s']:,.0f} img/s)",
+            ),
+            (
+                "peak memory, train / infer",
+                f"{format_bytes(summary['peak_train_memory_bytes'])} / "
+                f"{format_bytes(summary['peak_inference_memory_bytes'])} "
+                f"({summary['memory_method']})",
+            ),
+            ("weights", format_bytes(summary["weights_bytes"])),
+        ]
+    if summary["reason"]:
+        rows.append(("reason", summary["reason"]))
+    for label, value in rows:
+        table.add_row(label, value)
+    console.print(table)
+    for note in notes:
+        console.print(f"note: {note}", style="dim")

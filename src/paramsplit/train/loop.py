@@ -5,18 +5,21 @@ Returns records and prints nothing; progress goes through an optional callback.
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from paramsplit.accounting import count_params, profile_arch
 from paramsplit.data import DatasetTensors
 from paramsplit.data.loader import eval_batches, member_batches
-from paramsplit.specs import DesignSpec, TrainConfig
+from paramsplit.specs import DesignSpec, InputSpec, TrainConfig
 from paramsplit.train.executors import EXECUTORS, Executor, make_executor
 from paramsplit.train.metrics import EnsembleMetrics, ensemble_metrics
 
@@ -66,6 +69,7 @@ class TrainResult:
 
     design: DesignSpec
     dataset: str
+    input_spec: InputSpec
     seed: int
     config: TrainConfig
     executor: str
@@ -80,6 +84,72 @@ class TrainResult:
     device: str
     member_states: list[dict[str, Tensor]] = field(default_factory=list, repr=False)
 
+    def to_dict(self, target_accuracy: float | None = None) -> dict[str, Any]:
+        """Everything about the run as JSON-ready data; units in every key."""
+        member_params = count_params(self.design.member, self.input_spec)
+        compute_s = sum(r.compute_time_s for r in self.epochs)
+        data_s = sum(r.data_time_s for r in self.epochs)
+        test, final = self.test, self.final_test
+        return {
+            "design": self.design.name,
+            "design_class": self.design.design_class.value,
+            "num_members": self.design.num_members,
+            "family": self.design.member.family,
+            "member": self.design.member.name,
+            "member_params": member_params,
+            "total_params": self.design.num_members * member_params,
+            "flops_per_image": self.design.num_members
+            * profile_arch(self.design.member, self.input_spec).flops_per_image,
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "status": self.status,
+            "reason": self.reason,
+            "executor": self.executor,
+            "executor_step_ms": self.executor_step_ms,
+            "device": self.device,
+            "torch_version": torch.__version__,
+            "num_threads": torch.get_num_threads(),
+            "config": dataclasses.asdict(self.config),
+            "epochs_trained": len(self.epochs),
+            "best_epoch": self.best_epoch,
+            "best_val_accuracy": self.epochs[self.best_epoch - 1].val.accuracy
+            if self.best_epoch
+            else None,
+            "test_accuracy": test.accuracy if test else None,
+            "test_logit_accuracy": test.logit_accuracy if test else None,
+            "test_vote_accuracy": test.vote_accuracy if test else None,
+            "member_test_accuracy": list(test.member_accuracy) if test else None,
+            "test_nll": test.nll if test else None,
+            "test_ece": test.ece if test else None,
+            "final_test_accuracy": final.accuracy if final else None,
+            "train_time_s": self.train_time_s,
+            "compute_time_s": compute_s,
+            "data_time_s": data_s,
+            "epoch_time_s": statistics.median(r.epoch_time_s for r in self.epochs)
+            if self.epochs
+            else None,
+            "train_images_per_s": statistics.median(r.train_images_per_s for r in self.epochs)
+            if self.epochs
+            else None,
+            "target_accuracy": target_accuracy,
+            "time_to_target_s": self.time_to_accuracy_s(target_accuracy)
+            if target_accuracy is not None
+            else None,
+            "curve": [
+                {
+                    "epoch": r.epoch,
+                    "lr": r.lr,
+                    "train_loss": r.train_loss,
+                    "val_accuracy": r.val.accuracy,
+                    "val_nll": r.val.nll,
+                    "test_accuracy": r.test.accuracy if r.test else None,
+                    "epoch_time_s": r.epoch_time_s,
+                    "elapsed_train_s": r.elapsed_train_s,
+                }
+                for r in self.epochs
+            ],
+        }
+
     def time_to_accuracy_s(self, target: float) -> float | None:
         """Training time until validation accuracy first reached `target` (a fraction)."""
         for record in self.epochs:
@@ -89,6 +159,10 @@ class TrainResult:
 
 
 ProgressCallback = Callable[[str, int, int, dict[str, float]], None]
+
+
+def _selection_key(metrics: EnsembleMetrics) -> tuple[float, float]:
+    return (metrics.accuracy, -metrics.nll)
 
 
 def _sync(device: torch.device) -> None:
@@ -245,7 +319,9 @@ def train_design(
             train_images_per_s=design.num_members * num_train / max(train_s, 1e-9),
         )
         records.append(record)
-        if best_epoch is None or val.accuracy > records[best_epoch - 1].val.accuracy:
+        # Validation accuracy decides; on a small validation set it ties often, and the
+        # lower validation NLL breaks the tie (the better-fitted weights of the two).
+        if best_epoch is None or _selection_key(val) > _selection_key(records[best_epoch - 1].val):
             best_epoch, best_states = epoch, runner.member_states()
         if progress is not None:
             progress(
@@ -270,6 +346,7 @@ def train_design(
     return TrainResult(
         design=design,
         dataset=dataset.name,
+        input_spec=dataset.input_spec(),
         seed=seed,
         config=config,
         executor=executor,
