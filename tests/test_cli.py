@@ -420,3 +420,45 @@ def test_console_script_exits_with_one_line(args: tuple[str, ...], exit_code: in
     assert run.returncode == exit_code, run.stderr
     assert run.stdout == ""
     error_line(run.stderr)
+
+
+# --- paramsplit train -------------------------------------------------------------------------
+
+
+def test_train_prints_one_json_object_with_units():
+    # Two epochs of a 4-member deq ensemble on digits, measurement skipped to stay fast;
+    # progress goes to stderr, so stdout is the JSON alone.
+    result = invoke(
+        "train", "--family", "resnet", "--budget", "20k", "--design", "deq", "--members", "2",
+        "--dataset", "digits", "--epochs", "2", "--batch-size", "64", "--executor", "fused",
+        "--no-measure", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["design_class"] == "deq" and summary["num_members"] == 2
+    assert summary["executor"] == "fused" and summary["status"] == "done"
+    assert 0 <= summary["test_accuracy"] <= 1
+    assert len(summary["member_test_accuracy"]) == 2
+    assert summary["total_params"] <= 20_000
+    assert summary["train_time_s"] > 0
+    assert [point["epoch"] for point in summary["curve"]] == [1, 2]
+    assert summary["config"]["epochs"] == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["--design", "ensemble"], 2, "--design must be one of single, deq, weq"),
+        (["--dataset", "cifar11"], 1, "unknown dataset 'cifar11'"),
+        (["--executor", "threads"], 1, "unknown executor 'threads'"),
+        (["--epochs", "0"], 1, "epochs must be >= 1"),
+        (["--budget", "100"], 1, "no single resnet-20 matches a budget"),
+    ],
+)
+def test_train_rejects_bad_input_in_one_line(args, code, message):
+    base = {"--family": "resnet", "--budget": "20k", "--epochs": "1"}
+    for flag, value in zip(args[::2], args[1::2], strict=True):
+        base[flag] = value
+    result = invoke("train", *[item for pair in base.items() for item in pair], "--no-measure")
+    assert result.exit_code == code, result.output
+    assert re.search(message, error_line(result.stderr))

@@ -50,6 +50,9 @@ _EXPORTS = {
     "DatasetError": "paramsplit.errors",
     "train_design": "paramsplit.train",
     "TrainResult": "paramsplit.train",
+    # the results database
+    "Store": "paramsplit.store",
+    "StoreError": "paramsplit.errors",
     # the planner
     "MatchRule": "paramsplit.planner",
     "PlannedDesign": "paramsplit.planner",

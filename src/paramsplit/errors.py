@@ -41,3 +41,7 @@ class DatasetError(ParamSplitError):
 
 class ConfigError(ParamSplitError):
     """A training setting out of range, or one the hardware cannot honour."""
+
+
+class StoreError(ParamSplitError):
+    """A results database that cannot be opened or used: bad URL, newer schema, unknown run."""

@@ -1,0 +1,76 @@
+"""Which run a claim takes: stale running runs first, then pending, then failed ones."""
+
+from __future__ import annotations
+
+import os
+import socket
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Connection, select
+from sqlalchemy.sql import ColumnElement, Select
+
+from paramsplit.store import schema
+
+
+def pick(
+    connection: Connection, study: str, now: datetime, stale_after_s: float, retry_failed: bool
+) -> tuple[str, str, str | None] | None:
+    """The run to claim, locked where the database can (FOR UPDATE SKIP LOCKED)."""
+    runs = schema.runs
+    running = connection.execute(
+        _candidates(study, runs.c.status == "running").with_only_columns(
+            runs.c.run_id, runs.c.worker, runs.c.heartbeat_at, runs.c.claimed_at
+        )
+    ).all()
+    cutoff = now - timedelta(seconds=stale_after_s)
+    for run_id, worker, heartbeat_at, claimed_at in running:
+        last_seen = heartbeat_at or claimed_at
+        if (last_seen is None or last_seen < cutoff) or is_dead_here(worker):
+            locked = _lock_first(
+                connection, study, runs.c.run_id == run_id, runs.c.status == "running"
+            )
+            if locked is not None:
+                return locked
+    wanted = ["pending", "failed"] if retry_failed else ["pending"]
+    for status in wanted:
+        locked = _lock_first(connection, study, runs.c.status == status)
+        if locked is not None:
+            return locked
+    return None
+
+
+def _candidates(study: str, *where: ColumnElement[bool]) -> Select[Any]:
+    runs, links = schema.runs, schema.study_runs
+    return (
+        select(runs.c.run_id, runs.c.status, runs.c.worker)
+        .join(links, links.c.run_id == runs.c.run_id)
+        .where(links.c.study == study, *where)
+        .order_by(links.c.position)
+    )
+
+
+def _lock_first(
+    connection: Connection, study: str, *where: ColumnElement[bool]
+) -> tuple[str, str, str | None] | None:
+    statement = _candidates(study, *where).limit(1)
+    statement = statement.with_for_update(of=schema.runs, skip_locked=True)
+    row = connection.execute(statement).first()
+    return None if row is None else (row.run_id, row.status, row.worker)
+
+
+def is_dead_here(worker: str | None) -> bool:
+    """True if `worker` names a process on this host that no longer exists."""
+    host, _, pid_text = (worker or "").rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    pid = int(pid_text)
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        return False
+    return False

@@ -1,0 +1,336 @@
+"""The `Store`: studies, runs and their claims, per-epoch curves, finished results."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Connection, Engine, func, select, update
+
+import paramsplit
+from paramsplit.errors import StoreError
+from paramsplit.store import claims, database, queries, rows, schema
+from paramsplit.store.identity import to_jsonable
+
+# A `running` run whose heartbeat is older than this is taken over by the next claim. A
+# worker beats at least once per epoch (`record_epoch` does), so this must exceed the
+# longest epoch; a dead process on this host is detected at once by its pid instead.
+STALE_AFTER_S = 900.0
+_CLAIM_TRIES = 5
+
+
+@dataclass(frozen=True)
+class AddedRuns:
+    """What `Store.add_runs` did: every spec's run id, in order; how many distinct runs were
+    new to the database and how many existed already (in this study or another)."""
+
+    run_ids: tuple[str, ...]
+    new: int
+    existing: int
+
+
+def default_worker() -> str:
+    """This process as a worker name, `host:pid`, which lets a claim be checked for life."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+class Store:
+    """The results database. Every write is its own committed transaction.
+
+    Open with `Store.open(path_or_url)`; use as a context manager or call `close()`. Open a
+    Store in each process (after a fork, not before).
+    """
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self._engine = engine
+        self.url = url
+
+    @classmethod
+    def open(cls, url_or_path: str | os.PathLike[str] = database.DEFAULT_PATH) -> Store:
+        """Open (creating if needed) a SQLite file, or any SQLAlchemy URL such as
+        `postgresql://user@host/db`. Refuses a database from a newer paramsplit."""
+        url = database.parse_url(url_or_path)
+        shown = database.describe(url)
+        engine = database.create(url)
+        try:
+            database.prepare_schema(engine, shown)
+        except StoreError:
+            engine.dispose()
+            raise
+        return cls(engine, shown)
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    # -- studies and runs ------------------------------------------------------------------
+
+    def add_study(self, name: str, definition: Mapping[str, Any]) -> bool:
+        """Record a study; True if it is new. A changed definition replaces the stored one
+        (a study grows when its file does); runs added before stay linked to it."""
+        if not isinstance(name, str) or not name.strip():
+            raise StoreError(f"study name must be a non-empty string, got {name!r}")
+        stored = to_jsonable(definition)
+        now = _now()
+        with database.write_transaction(self._engine) as connection:
+            table = schema.studies
+            old = connection.execute(
+                select(table.c.definition).where(table.c.name == name)
+            ).one_or_none()
+            if old is None:
+                row = {"name": name, "definition": stored, "created_at": now, "updated_at": now}
+                rows.insert_ignore(connection, table, [row])
+                return True
+            if old.definition != stored:
+                connection.execute(
+                    update(table)
+                    .where(table.c.name == name)
+                    .values(definition=stored, updated_at=now)
+                )
+            return False
+
+    def add_runs(self, study: str, specs: Sequence[Mapping[str, Any]]) -> AddedRuns:
+        """Add runs to a study, once each: a run already in the database (finished or not, in
+        this study or another) is linked, never duplicated or reset."""
+        prepared = [rows.run_row(spec) for spec in specs]  # check all before writing any
+        run_ids = tuple(row["run_id"] for row in prepared)
+        unique = {row["run_id"]: row for row in prepared}
+        now = _now()
+        with database.write_transaction(self._engine) as connection:
+            self._require_study(connection, study)
+            runs, links = schema.runs, schema.study_runs
+            existing = set(rows.select_in(connection, runs.c.run_id, runs.c.run_id, unique))
+            linked = set(
+                rows.select_in(
+                    connection, links.c.run_id, links.c.run_id, unique, links.c.study == study
+                )
+            )
+            new_rows = [
+                {**row, "created_at": now} for key, row in unique.items() if key not in existing
+            ]
+            rows.insert_ignore(connection, runs, new_rows)
+            position = connection.execute(
+                select(func.coalesce(func.max(links.c.position), -1)).where(links.c.study == study)
+            ).scalar_one()
+            link_rows = []
+            for key, row in unique.items():
+                if key not in linked:
+                    position += 1
+                    budget, ratio = row["budget_params"], row["ratio"]
+                    link_rows.append(
+                        {"study": study, "run_id": key, "position": position}
+                        | {"budget_params": budget, "ratio": ratio}
+                    )
+            rows.insert_ignore(connection, links, link_rows)
+        return AddedRuns(run_ids, new=len(new_rows), existing=len(unique) - len(new_rows))
+
+    # -- claims ----------------------------------------------------------------------------
+
+    def claim_next(
+        self,
+        study: str,
+        worker: str,
+        *,
+        stale_after_s: float = STALE_AFTER_S,
+        retry_failed: bool = False,
+    ) -> dict[str, Any] | None:
+        """Claim the study's next run for `worker` and return it (`run["spec"]` is what to
+        train), or None when nothing is left to claim.
+
+        First a stale `running` run (its heartbeat older than `stale_after_s`, or its worker
+        a dead process on this host), so an interrupted run resumes before new ones start;
+        then a pending run; then, with `retry_failed`, a failed one. In one transaction, so
+        concurrent workers never claim the same run.
+        """
+        for _ in range(_CLAIM_TRIES):
+            now = _now()
+            with database.write_transaction(self._engine) as connection:
+                self._require_study(connection, study)
+                found = claims.pick(connection, study, now, stale_after_s, retry_failed)
+                if found is None:
+                    return None
+                run_id, status, previous_worker = found
+                runs = schema.runs
+                claimed = connection.execute(
+                    update(runs)
+                    .where(
+                        runs.c.run_id == run_id,
+                        runs.c.status == status,
+                        runs.c.worker.is_not_distinct_from(previous_worker),
+                    )
+                    .values(
+                        status="running",
+                        worker=worker,
+                        reason=None,
+                        attempts=runs.c.attempts + 1,
+                        claimed_at=now,
+                        heartbeat_at=now,
+                        started_at=func.coalesce(runs.c.started_at, now),
+                        finished_at=None,
+                    )
+                )
+                if claimed.rowcount == 1:
+                    return queries.run(connection, run_id)
+        # Only a database without row locks gets here, and only under heavy contention.
+        raise StoreError(f"could not claim a run of study '{study}' in {_CLAIM_TRIES} tries")
+
+    def heartbeat(self, run_id: str, worker: str) -> bool:
+        """Say that `worker` still runs `run_id`. False: the claim was lost (taken over as
+        stale, or released): the worker should stop this run."""
+        runs = schema.runs
+        with database.write_transaction(self._engine, durable=False) as connection:
+            beat = connection.execute(
+                update(runs)
+                .where(runs.c.run_id == run_id, runs.c.worker == worker, runs.c.status == "running")
+                .values(heartbeat_at=_now())
+            )
+            return bool(beat.rowcount == 1)
+
+    def record_epoch(self, run_id: str, record: Mapping[str, Any]) -> None:
+        """Store one epoch of a run's curve (again: a resumed run rewriting an epoch replaces
+        it). Counts as the run's heartbeat."""
+        row = rows.epoch_row(run_id, record)
+        runs = schema.runs
+        with database.write_transaction(self._engine, durable=False) as connection:
+            rows.upsert_epochs(connection, [row])
+            connection.execute(
+                update(runs)
+                .where(runs.c.run_id == run_id, runs.c.status == "running")
+                .values(heartbeat_at=_now())
+            )
+
+    def finish(self, run_id: str, result: Mapping[str, Any]) -> None:
+        """Mark a run done with its result: keys named like a metric column fill it, the whole
+        dict goes to `metrics`, and a `curve` list of epoch records to `epochs`."""
+        values = rows.columns_from(result, schema.runs, schema.METRIC_COLUMNS, "result")
+        values |= rows.columns_from(result, schema.runs, schema.ENVIRONMENT_COLUMNS, "result")
+        values.setdefault("package_version", paramsplit.__version__)
+        metrics = to_jsonable(result)
+        curve = [rows.epoch_row(run_id, record) for record in result.get("curve") or ()]
+        runs = schema.runs
+        with database.write_transaction(self._engine) as connection:
+            if "host" not in values:
+                worker = connection.execute(
+                    select(runs.c.worker).where(runs.c.run_id == run_id)
+                ).scalar()
+                values["host"] = worker.rpartition(":")[0] if worker else socket.gethostname()
+            self._update_run(
+                connection,
+                run_id,
+                status="done",
+                reason=None,
+                finished_at=_now(),
+                metrics=metrics,
+                **values,
+            )
+            rows.upsert_epochs(connection, curve)
+
+    def fail(self, run_id: str, reason: str) -> None:
+        """Mark a run failed: `reason` is e.g. 'diverged', 'oom' or 'error: <message>'."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise StoreError(f"a failed run needs a reason such as 'diverged', got {reason!r}")
+        with database.write_transaction(self._engine) as connection:
+            self._update_run(connection, run_id, status="failed", reason=reason, finished_at=_now())
+
+    def release(self, run_id: str) -> bool:
+        """Give a running run back (e.g. on Ctrl-C): it is pending again, and its epochs stay
+        for the resume. False if it was not running."""
+        runs = schema.runs
+        with database.write_transaction(self._engine) as connection:
+            self._require_run(connection, run_id)
+            released = connection.execute(
+                update(runs)
+                .where(runs.c.run_id == run_id, runs.c.status == "running")
+                .values(status="pending", worker=None, claimed_at=None, heartbeat_at=None)
+            )
+            return bool(released.rowcount == 1)
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def status_counts(self, study: str | None = None) -> dict[str, int]:
+        """Runs per status: `done`, `running`, `pending`, `failed` and `total`."""
+        with database.read_transaction(self._engine) as connection:
+            if study is not None:
+                self._require_study(connection, study)
+            return queries.status_counts(connection, study)
+
+    def runs(self, study: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Runs as dicts of every column, in the study's order (with a study, `budget_params`
+        and `ratio` are the ones that study asked for)."""
+        if status is not None and status not in schema.STATUSES:
+            raise StoreError(f"status must be one of {', '.join(schema.STATUSES)}, got {status!r}")
+        with database.read_transaction(self._engine) as connection:
+            if study is not None:
+                self._require_study(connection, study)
+            return queries.runs(connection, study, status)
+
+    def run(self, run_id: str) -> dict[str, Any]:
+        """One run as a dict of every column."""
+        with database.read_transaction(self._engine) as connection:
+            self._require_run(connection, run_id)
+            return queries.run(connection, run_id)
+
+    def epochs(self, run_id: str) -> list[dict[str, Any]]:
+        """A run's curve, one dict per epoch, in order."""
+        with database.read_transaction(self._engine) as connection:
+            self._require_run(connection, run_id)
+            return queries.epochs(connection, run_id)
+
+    def studies(self) -> list[dict[str, Any]]:
+        """Every study: `name`, `definition`, `created_at`, `updated_at`, `total` runs."""
+        with database.read_transaction(self._engine) as connection:
+            return queries.studies(connection)
+
+    def eta_s(self, study: str | None = None) -> float | None:
+        """Seconds until the study's runs are done: the mean `train_time_s` of done runs ×
+        runs left (pending and running), shared among the workers running now. None before
+        any run is done; failed runs are not counted as left."""
+        with database.read_transaction(self._engine) as connection:
+            if study is not None:
+                self._require_study(connection, study)
+            return queries.eta_s(connection, study)
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _require_study(self, connection: Connection, study: str) -> None:
+        table = schema.studies
+        if connection.execute(select(table.c.name).where(table.c.name == study)).first():
+            return
+        known = connection.execute(select(table.c.name).order_by(table.c.name)).scalars().all()
+        raise StoreError(
+            f"unknown study {study!r} in '{self.url}'; "
+            + (f"known: {', '.join(known)}" if known else "it has no studies yet")
+        )
+
+    def _require_run(self, connection: Connection, run_id: str) -> None:
+        runs = schema.runs
+        if not connection.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first():
+            raise StoreError(f"unknown run {run_id!r} in '{self.url}'")
+
+    def _update_run(self, connection: Connection, run_id: str, **values: Any) -> None:
+        runs = schema.runs
+        updated = connection.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
+        if updated.rowcount != 1:
+            raise StoreError(f"unknown run {run_id!r} in '{self.url}'")

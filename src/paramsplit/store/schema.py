@@ -1,0 +1,172 @@
+"""The tables of the results database, as SQLAlchemy Core metadata.
+
+Every measured quantity has its own column with its unit in the name, so a plain SQL query
+answers most questions; the `metrics` JSON column keeps the whole result dict (member
+accuracies, executor timings, ...) for everything else. Times of day are UTC.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Column,
+    DateTime,
+    Dialect,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    TypeDecorator,
+)
+
+SCHEMA_VERSION = 1  # bump with every change to the tables below, and add a migration
+
+STATUSES = ("pending", "running", "done", "failed")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A UTC time stored naive (SQLite has no time zones) and read back time-zone aware."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.astimezone(timezone.utc).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=timezone.utc)
+
+
+def _json() -> JSON:
+    return JSON(none_as_null=True)
+
+
+metadata = MetaData()
+
+meta = Table(
+    "meta",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)
+
+studies = Table(
+    "studies",
+    metadata,
+    Column("name", String(200), primary_key=True),
+    Column("definition", _json(), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+
+# What a run is: the columns `run_id_for` hashes, plus descriptive ones from the planner.
+DESIGN_COLUMNS: dict[str, Any] = {
+    "family": String(50),
+    "design_class": String(10),
+    "num_members": Integer,
+    "member": String(100),
+    "design": String(120),
+    "member_depth": Integer,
+    "member_width": Integer,
+    "member_params": BigInteger,
+    "total_params": BigInteger,
+    "budget_params": BigInteger,
+    "ratio": Double,
+    "dataset": String(100),
+    "seed": Integer,
+}
+
+# Filled by `Store.finish` from the result dict's keys of the same name.
+METRIC_COLUMNS: dict[str, Any] = {
+    "test_accuracy": Double,
+    "test_logit_accuracy": Double,
+    "test_vote_accuracy": Double,
+    "test_nll": Double,
+    "test_ece": Double,
+    "final_test_accuracy": Double,
+    "best_epoch": Integer,
+    "best_val_accuracy": Double,
+    "epochs_trained": Integer,
+    "train_time_s": Double,
+    "epoch_time_s": Double,
+    "train_images_per_s": Double,
+    "time_to_target_s": Double,
+    "latency_ms_batch1": Double,
+    "throughput_images_per_s": Double,
+    "peak_train_memory_bytes": BigInteger,
+    "peak_inference_memory_bytes": BigInteger,
+    "flops_per_image": BigInteger,
+    "executor": String(50),
+}
+
+ENVIRONMENT_COLUMNS: dict[str, Any] = {
+    "device": String(200),
+    "torch_version": String(50),
+    "package_version": String(50),
+    "host": String(200),
+}
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    *(Column(name, kind, nullable=True) for name, kind in DESIGN_COLUMNS.items()),
+    Column("config", _json(), nullable=False),
+    Column("spec", _json(), nullable=False),
+    Column("status", String(10), nullable=False, default="pending"),
+    Column("reason", Text),
+    Column("worker", String(250)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("claimed_at", UtcDateTime),
+    Column("heartbeat_at", UtcDateTime),
+    Column("started_at", UtcDateTime),
+    Column("finished_at", UtcDateTime),
+    *(Column(name, kind) for name, kind in METRIC_COLUMNS.items()),
+    Column("metrics", _json()),
+    *(Column(name, kind) for name, kind in ENVIRONMENT_COLUMNS.items()),
+    Index("ix_runs_status", "status"),
+)
+
+# Many-to-many: two studies that ask for the same run share one row of `runs`. The budget is
+# the study's question, not part of the run's identity (two budgets can plan the same
+# design), so each link keeps the budget it was asked for and the ratio against it.
+study_runs = Table(
+    "study_runs",
+    metadata,
+    Column("study", ForeignKey("studies.name", ondelete="CASCADE"), primary_key=True),
+    Column("run_id", ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("position", Integer, nullable=False),  # order in which the study asked for it
+    Column("budget_params", BigInteger),
+    Column("ratio", Double),
+    Index("ix_study_runs_run_id", "run_id"),
+)
+
+EPOCH_COLUMNS: dict[str, Any] = {
+    "lr": Double,
+    "train_loss": Double,
+    "val_accuracy": Double,
+    "val_nll": Double,
+    "test_accuracy": Double,
+    "epoch_time_s": Double,
+    "elapsed_train_s": Double,
+}
+
+epochs = Table(
+    "epochs",
+    metadata,
+    Column("run_id", ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("epoch", Integer, primary_key=True),
+    *(Column(name, kind) for name, kind in EPOCH_COLUMNS.items()),
+    Column("record", _json()),  # the whole epoch record, e.g. per-member losses
+)
