@@ -8,6 +8,7 @@ import typer
 
 from paramsplit.cli import render
 from paramsplit.cli.options import ClassesOption, InputOption, JsonFlag, reports_errors
+from paramsplit.cli.study_commands import run, status
 from paramsplit.cli.train_command import train
 
 app = typer.Typer(
@@ -102,3 +103,5 @@ def plan(
 
 
 app.command()(reports_errors(train))
+app.command()(reports_errors(run))
+app.command()(reports_errors(status))

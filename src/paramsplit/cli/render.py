@@ -239,3 +239,9 @@ def render_train(summary: dict[str, Any], notes: Sequence[str] = ()) -> None:
     console.print(table)
     for note in notes:
         console.print(f"note: {note}", style="dim")
+
+
+def render_status(name: str, counts: dict[str, int], eta_s: float | None) -> None:
+    parts = ", ".join(f"{counts[key]} {key}" for key in ("done", "running", "pending", "failed"))
+    eta = f"; about {eta_s / 60:.1f} min left" if eta_s else ""
+    console.print(f"{escape(name)}: {parts} of {counts['total']} runs{eta}")

@@ -1,0 +1,137 @@
+"""`paramsplit run` and `paramsplit status`: a study into the results database, and its state."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from paramsplit.cli import render
+from paramsplit.cli.options import JsonFlag
+
+DbOption = Annotated[str, typer.Option("--db", help="SQLite path or SQLAlchemy URL.")]
+
+
+def split_budgets(text: str) -> list[str]:
+    """'100k,300k,1M' -> three budgets; a 3-digit group continues a thousands-separated
+    number, so '1,000,000,2M' is 1,000,000 and 2M."""
+    parts: list[str] = []
+    for token in text.replace(" ", "").split(","):
+        if parts and len(token) == 3 and token.isdigit() and parts[-1][-1].isdigit():
+            parts[-1] += "," + token
+        elif token:
+            parts.append(token)
+    return parts
+
+
+def _study_name(definition: dict[str, Any]) -> str:
+    digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:8]
+    return f"{'+'.join(definition['families'])}-{'+'.join(definition['datasets'])}-{digest}"
+
+
+def run(
+    family: Annotated[str, typer.Option(help="Families, comma-separated.")] = "resnet",
+    budgets: Annotated[str, typer.Option(help="Budgets: 25k,50k,100k.")] = "25k,50k,100k",
+    members: Annotated[str, typer.Option(help="Ensemble sizes: 2,4.")] = "2,4",
+    designs: Annotated[str, typer.Option(help="Design classes.")] = "single,deq,weq",
+    dataset: Annotated[str, typer.Option(help="Datasets, comma-separated.")] = "digits",
+    seeds: Annotated[int, typer.Option(help="Seeds per design (0..N-1).")] = 1,
+    epochs: Annotated[int, typer.Option(help="Epochs per run.")] = 30,
+    batch_size: Annotated[int, typer.Option(help="Batch size per member.")] = 128,
+    lr: Annotated[float, typer.Option(help="Peak learning rate.")] = 0.1,
+    label_smoothing: Annotated[float, typer.Option(help="Label smoothing.")] = 0.0,
+    depth: Annotated[int | None, typer.Option(help="Depth (default: the family's).")] = None,
+    match: Annotated[str, typer.Option(help="Matching rule: le, nearest, tol:X.")] = "le",
+    name: Annotated[str | None, typer.Option(help="Study name (default: derived).")] = None,
+    db: DbOption = "paramsplit.db",
+    executor: Annotated[str, typer.Option(help="auto, loop, fused or vmap.")] = "auto",
+    retry_failed: Annotated[bool, typer.Option(help="Run failed runs again.")] = False,
+    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+) -> None:
+    """Run a study: every design × budget × dataset × seed, resumable, into the database."""
+    import torch
+
+    from paramsplit.data import load_dataset
+    from paramsplit.specs import TrainConfig, parse_budget, parse_members
+    from paramsplit.store import Store
+    from paramsplit.study import StudyDefinition, register_study, run_study
+
+    if threads is not None:
+        torch.set_num_threads(threads)
+    fields = {
+        "families": tuple(f for f in family.split(",") if f),
+        "budgets": tuple(parse_budget(b) for b in split_budgets(budgets)),
+        "members": tuple(parse_members(members)),
+        "designs": tuple(d for d in designs.split(",") if d),
+        "datasets": tuple(d for d in dataset.split(",") if d),
+        "seeds": tuple(range(seeds)),
+        "depth": depth,
+        "match": match,
+        "config": TrainConfig(
+            epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing
+        ),
+    }
+    probe = StudyDefinition(name="", **fields)  # type: ignore[arg-type]
+    study = StudyDefinition(**{**fields, "name": name or _study_name(probe.to_dict())})  # type: ignore[arg-type]
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    datasets = {d: load_dataset(d, device=device) for d in study.datasets}
+    with Store.open(db) as store:
+        specs, infeasible = register_study(store, study, datasets)
+    for skipped in infeasible:
+        render.console.print(
+            f"[yellow]infeasible[/] {skipped.family} {skipped.design_class} "
+            f"k={skipped.num_members} at {skipped.budget_params:,} on {skipped.dataset}: "
+            f"{render.escape(skipped.reason)}"
+        )
+    with Store.open(db) as store:
+        before = store.status_counts(study.name)
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+            console=render.error_console,
+        ) as progress:
+            overall = progress.add_task(
+                f"study {study.name}", total=len(specs), completed=before["done"], status=""
+            )
+            current = progress.add_task("run", total=epochs, status="")
+
+            def on_run(event: str, run_row: dict[str, Any]) -> None:
+                if event == "start":
+                    label = f"{run_row['design']} seed {run_row['seed']}"
+                    progress.reset(current, description=label, total=epochs, status="")
+                else:
+                    progress.update(overall, completed=store.status_counts(study.name)["done"])
+
+            def on_progress(kind: str, done: int, total: int, values: dict[str, float]) -> None:
+                if kind == "epoch":
+                    status = f"val acc {values['val_accuracy']:.2%}"
+                    progress.update(current, completed=done, status=status)
+
+            counts = run_study(
+                store, study, executor=executor, device=device, on_run=on_run,
+                on_progress=on_progress, datasets=datasets,
+            )  # fmt: skip
+    render.render_status(study.name, counts, None)
+
+
+def status(
+    study: Annotated[str | None, typer.Option(help="Study name (default: all runs).")] = None,
+    db: DbOption = "paramsplit.db",
+    as_json: JsonFlag = False,
+) -> None:
+    """What is done, running, failed and left in a study; an ETA from finished runs."""
+    from paramsplit.store import Store
+
+    with Store.open(db) as store:
+        counts = store.status_counts(study)
+        eta_s = store.eta_s(study)
+    if as_json:
+        render.print_json({**counts, "study": study, "eta_s": eta_s})
+    else:
+        render.render_status(study or "all studies", counts, eta_s)

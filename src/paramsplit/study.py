@@ -1,0 +1,220 @@
+"""A study: a design space swept over datasets and seeds, run into the results database.
+
+`expand_study` turns a definition into run specs through the planner (infeasible designs are
+returned with their reasons, never dropped silently); `run_study` claims runs from the store
+one at a time and trains them, committing each result as it finishes. A failing run is
+recorded with its reason and the study goes on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from paramsplit.data import DatasetTensors, load_dataset
+from paramsplit.errors import ParamSplitError, UsageError
+from paramsplit.planner import PlannedDesign, plan_budget
+from paramsplit.specs import ArchSpec, DesignClass, DesignSpec, TrainConfig
+from paramsplit.store import Store, default_worker
+from paramsplit.train import train_design
+
+DESIGN_CLASSES = ("single", "deq", "weq")
+
+
+@dataclass(frozen=True)
+class StudyDefinition:
+    """What to sweep: every family × budget × design × k × dataset × seed."""
+
+    name: str
+    families: tuple[str, ...]
+    budgets: tuple[int, ...]
+    members: tuple[int, ...] = (4,)
+    designs: tuple[str, ...] = DESIGN_CLASSES
+    datasets: tuple[str, ...] = ("digits",)
+    seeds: tuple[int, ...] = (0,)
+    depth: int | None = None
+    match: str = "le"
+    config: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        unknown = [d for d in self.designs if d not in DESIGN_CLASSES]
+        if unknown:
+            raise UsageError(
+                f"unknown design class '{unknown[0]}'; allowed: {', '.join(DESIGN_CLASSES)}"
+            )
+        for label, values in (
+            ("families", self.families),
+            ("budgets", self.budgets),
+            ("datasets", self.datasets),
+            ("seeds", self.seeds),
+        ):
+            if not values:
+                raise UsageError(f"a study needs at least one of {label}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Infeasible:
+    family: str
+    dataset: str
+    budget_params: int
+    design_class: str
+    num_members: int
+    reason: str
+
+
+def run_spec(row: PlannedDesign, dataset: str, config: TrainConfig, seed: int) -> dict[str, Any]:
+    """What the store needs of one run; the config carries its resolved weight decay, so one
+    protocol always hashes to one run id."""
+    assert row.member is not None
+    resolved = dataclasses.replace(config, weight_decay=config.weight_decay_for(row.family))
+    return {
+        "family": row.family,
+        "design_class": row.design_class.value,
+        "num_members": row.num_members,
+        "member": row.member.name,
+        "member_depth": row.member.depth,
+        "member_width": row.member.width,
+        "member_params": row.member_params,
+        "total_params": row.total_params,
+        "budget_params": row.budget_params,
+        "ratio": row.ratio,
+        "dataset": dataset,
+        "config": dataclasses.asdict(resolved),
+        "seed": seed,
+    }
+
+
+def expand_study(
+    study: StudyDefinition, datasets: dict[str, DatasetTensors]
+) -> tuple[list[dict[str, Any]], list[Infeasible]]:
+    """Every run of the study, in a stable order, and the designs that cannot meet a budget."""
+    specs: list[dict[str, Any]] = []
+    infeasible: list[Infeasible] = []
+    for dataset_name in study.datasets:
+        input_spec = datasets[dataset_name].input_spec()
+        for family in study.families:
+            for budget in study.budgets:
+                try:
+                    rows = plan_budget(
+                        family,
+                        budget,
+                        study.members,
+                        depth=study.depth,
+                        match=study.match,
+                        input_spec=input_spec,
+                    )
+                except ParamSplitError as error:
+                    infeasible.append(
+                        Infeasible(family, dataset_name, budget, "single", 1, str(error))
+                    )
+                    continue
+                for row in rows:
+                    if row.design_class.value not in study.designs:
+                        continue
+                    if row.member is None:
+                        infeasible.append(
+                            Infeasible(
+                                family,
+                                dataset_name,
+                                budget,
+                                row.design_class.value,
+                                row.num_members,
+                                row.reason or "",
+                            )
+                        )
+                        continue
+                    specs += [run_spec(row, dataset_name, study.config, s) for s in study.seeds]
+    return specs, infeasible
+
+
+def register_study(
+    store: Store, study: StudyDefinition, datasets: dict[str, DatasetTensors]
+) -> tuple[list[dict[str, Any]], list[Infeasible]]:
+    """Add the study and its runs to the store (idempotent); returns what `expand_study` does."""
+    specs, infeasible = expand_study(study, datasets)
+    store.add_study(study.name, study.to_dict())
+    store.add_runs(study.name, specs)
+    return specs, infeasible
+
+
+RunCallback = Callable[[str, dict[str, Any]], None]
+ProgressCallback = Callable[[str, int, int, dict[str, float]], None]
+
+
+def run_study(
+    store: Store,
+    study: StudyDefinition,
+    *,
+    executor: str = "auto",
+    device: torch.device | str = "cpu",
+    retry_failed: bool = False,
+    on_run: RunCallback | None = None,
+    on_progress: ProgressCallback | None = None,
+    datasets: dict[str, DatasetTensors] | None = None,
+) -> dict[str, int]:
+    """Register the study's runs and train every unfinished one; returns the final counts."""
+    datasets = datasets or {name: load_dataset(name, device=device) for name in study.datasets}
+    register_study(store, study, datasets)
+    worker = default_worker()
+    while (run := store.claim_next(study.name, worker, retry_failed=retry_failed)) is not None:
+        if on_run is not None:
+            on_run("start", run)
+        _execute(store, run, datasets, executor, torch.device(device), on_progress)
+        if on_run is not None:
+            on_run("end", store.run(run["run_id"]))
+    return store.status_counts(study.name)
+
+
+def _execute(
+    store: Store,
+    run: dict[str, Any],
+    datasets: dict[str, DatasetTensors],
+    executor: str,
+    device: torch.device,
+    on_progress: ProgressCallback | None,
+) -> None:
+    """Train one claimed run and record how it ended: done, failed with a reason, or released."""
+    spec, run_id = run["spec"], run["run_id"]
+    design = DesignSpec(
+        DesignClass(spec["design_class"]),
+        spec["num_members"],
+        ArchSpec(spec["family"], spec["member_depth"], spec["member_width"]),
+    )
+    config = TrainConfig(**{**spec["config"], "milestones": tuple(spec["config"]["milestones"])})
+
+    def progress(kind: str, done: int, total: int, values: dict[str, float]) -> None:
+        if kind == "epoch":  # the curve so far is durable, and the claim stays fresh
+            record = {"epoch": done, "train_loss": values["loss"]}
+            store.record_epoch(run_id, {**record, "val_accuracy": values["val_accuracy"]})
+        if on_progress is not None:
+            on_progress(kind, done, total, values)
+
+    try:
+        result = train_design(
+            design,
+            datasets[spec["dataset"]],
+            config,
+            spec["seed"],
+            executor=executor,
+            device=device,
+            progress=progress,
+        )
+    except KeyboardInterrupt:
+        store.release(run_id)
+        raise
+    except torch.cuda.OutOfMemoryError:
+        store.fail(run_id, "oom")
+    except Exception as error:  # one run's failure must not stop the study: record it
+        store.fail(run_id, f"error: {type(error).__name__}: {error}")
+    else:
+        if result.status == "done":
+            store.finish(run_id, result.to_dict())
+        else:
+            store.fail(run_id, f"{result.status}: {result.reason}")
