@@ -8,6 +8,7 @@ from paramsplit.train.loop import (
     choose_executor,
     evaluate,
     member_seeds,
+    restore_executor,
     train_design,
 )
 from paramsplit.train.metrics import EnsembleMetrics, ensemble_metrics, expected_calibration_error
@@ -27,5 +28,6 @@ __all__ = [
     "make_executor",
     "member_losses",
     "member_seeds",
+    "restore_executor",
     "train_design",
 ]

@@ -198,6 +198,20 @@ def _batch(
     return dataset.normalize(images), dataset.train_labels[indices]
 
 
+def restore_executor(result: TrainResult, device: torch.device | str | None = None) -> Executor:
+    """The executor of a finished run, holding its final weights (e.g. to measure it)."""
+    executor = make_executor(
+        result.executor,
+        result.design.member,
+        result.input_spec,
+        [s.init for s in member_seeds(result.seed, result.design.num_members)],
+        result.config,
+        torch.device(device if device is not None else result.device),
+    )
+    executor.load_member_states(result.member_states)
+    return executor
+
+
 def choose_executor(
     design: DesignSpec,
     dataset: DatasetTensors,
@@ -304,6 +318,9 @@ def train_design(
             else None
         )
         eval_s = time.perf_counter() - eval_began
+        if not np.isfinite(val.nll):  # the last step blew the weights up after its loss
+            status, reason = "diverged", f"non-finite validation predictions in epoch {epoch}"
+            break
         record = EpochRecord(
             epoch=epoch,
             lr=lr,

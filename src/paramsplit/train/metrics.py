@@ -35,6 +35,8 @@ def expected_calibration_error(probs: Tensor, targets: Tensor, num_bins: int = E
     Shape: probs [N, C], targets [N].
     """
     confidence, predicted = probs.max(dim=1)
+    # A diverged network gives NaN probabilities; bin them at 0 rather than fail to count.
+    confidence = torch.nan_to_num(confidence, nan=0.0)
     correct = (predicted == targets).float()
     bins = torch.clamp((confidence * num_bins).long(), max=num_bins - 1)  # [N]
     confidence_sum = torch.bincount(bins, weights=confidence, minlength=num_bins)
