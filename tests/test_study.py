@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
@@ -75,3 +80,69 @@ def test_budget_lists_keep_thousands_separators():
     assert split_budgets("100k,300k,1M") == ["100k", "300k", "1M"]
     assert split_budgets("1,000,000,2M") == ["1,000,000", "2M"]
     assert split_budgets("25000, 50000") == ["25000", "50000"]
+
+
+# A study in a child process: small digits, 3 epochs a run, checkpoints beside the database.
+CHILD = """
+import dataclasses, sys, torch
+torch.set_num_threads(1)
+from paramsplit.data import load_dataset
+from paramsplit.specs import TrainConfig
+from paramsplit.store import Store
+from paramsplit.study import StudyDefinition, checkpoint_dir_for, run_study
+db = sys.argv[1]
+digits = load_dataset("digits")
+small = dataclasses.replace(digits, train_images=digits.train_images[:256],
+                            train_labels=digits.train_labels[:256])
+study = StudyDefinition("killed", ("resnet",), (5_000, 10_000), members=(2,),
+                        designs=("single", "deq"), config=TrainConfig(epochs=3, batch_size=64))
+run_study(Store.open(db), study, datasets={"digits": small}, checkpoint_dir=checkpoint_dir_for(db))
+"""
+
+
+def test_a_study_killed_mid_run_resumes_to_completion(tmp_path):
+    db = str(tmp_path / "study.db")
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    child = subprocess.Popen([sys.executable, str(script), db])
+    try:
+        # Wait until one run is done and the next has finished an epoch (so has a checkpoint).
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            if not os.path.exists(db):
+                continue
+            store = Store.open(db)
+            try:
+                runs = store.runs("killed")
+            except ps.StoreError:  # the study is not registered yet
+                continue
+            running = [r for r in runs if r["status"] == "running"]
+            done = [r for r in runs if r["status"] == "done"]
+            if done and running and store.epochs(running[0]["run_id"]):
+                break
+        else:
+            pytest.fail("the child study never got going")
+        os.kill(child.pid, signal.SIGKILL)
+        child.wait(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+    interrupted = running[0]["run_id"]
+    before = {r["run_id"]: r for r in Store.open(db).runs("killed") if r["status"] == "done"}
+    assert (tmp_path / "study.checkpoints" / f"{interrupted}.pt").exists()
+
+    # The same command again: it takes over the dead process's run and finishes the study.
+    assert subprocess.run([sys.executable, str(script), db], timeout=300).returncode == 0
+    store = Store.open(db)
+    runs = store.runs("killed")
+    assert store.status_counts("killed") == {"done": 4, "running": 0, "pending": 0,
+                                             "failed": 0, "total": 4}  # fmt: skip
+    assert len({r["run_id"] for r in runs}) == len(runs) == 4
+    for run_id, run in before.items():  # finished runs were not redone
+        after = store.run(run_id)
+        assert after["finished_at"] == run["finished_at"]
+        assert after["test_accuracy"] == run["test_accuracy"]
+    assert [e["epoch"] for e in store.epochs(interrupted)] == [1, 2, 3]
+    assert store.run(interrupted)["attempts"] == 2
+    assert not list((tmp_path / "study.checkpoints").glob("*.pt"))

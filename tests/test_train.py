@@ -229,3 +229,32 @@ def test_ece_is_zero_when_confidence_matches_accuracy():
     probs = torch.tensor([[0.75, 0.25]] * 4)
     assert expected_calibration_error(probs, torch.tensor([0, 0, 0, 1])) == pytest.approx(0)
     assert expected_calibration_error(probs, torch.tensor([1, 1, 1, 1])) == pytest.approx(0.75)
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize("name", ["loop", "fused"])
+def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, tiny_digits, name):
+    # Stopped after epoch 2 of 3, then run again with the same checkpoint: the weights,
+    # curve and test metrics are those of a run that was never stopped.
+    design = DesignSpec(DesignClass.DEQ, 2, ps.parse_arch("resnet-8-4"))
+    config = TrainConfig(epochs=3, batch_size=64, lr=0.05)
+    straight = train_design(design, tiny_digits, config, seed=2, executor=name)
+
+    def stop_after_second_epoch(kind, done, total, values):
+        if kind == "epoch" and done == 2:
+            raise _Interrupt
+
+    path = tmp_path / "run.pt"
+    with pytest.raises(_Interrupt):
+        train_design(
+            design, tiny_digits, config, seed=2, executor=name, checkpoint=path,
+            progress=stop_after_second_epoch,
+        )  # fmt: skip
+    assert path.exists() and not path.with_name("run.pt.tmp").exists()
+    resumed = train_design(design, tiny_digits, config, seed=2, executor=name, checkpoint=path)
+    _assert_states_close(straight.member_states, resumed.member_states, rtol=0, atol=0)
+    assert [r.val.accuracy for r in resumed.epochs] == [r.val.accuracy for r in straight.epochs]
+    assert resumed.test == straight.test and resumed.best_epoch == straight.best_epoch

@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -158,15 +159,21 @@ def run_study(
     on_run: RunCallback | None = None,
     on_progress: ProgressCallback | None = None,
     datasets: dict[str, DatasetTensors] | None = None,
+    checkpoint_dir: Path | None = None,
 ) -> dict[str, int]:
-    """Register the study's runs and train every unfinished one; returns the final counts."""
+    """Register the study's runs and train every unfinished one; returns the final counts.
+
+    With `checkpoint_dir`, each run saves its state there after every epoch; a run taken
+    over from a killed process carries on from its last epoch.
+    """
     datasets = datasets or {name: load_dataset(name, device=device) for name in study.datasets}
     register_study(store, study, datasets)
     worker = default_worker()
     while (run := store.claim_next(study.name, worker, retry_failed=retry_failed)) is not None:
         if on_run is not None:
             on_run("start", run)
-        _execute(store, run, datasets, executor, torch.device(device), on_progress)
+        checkpoint = checkpoint_dir / f"{run['run_id']}.pt" if checkpoint_dir else None
+        _execute(store, run, datasets, executor, torch.device(device), on_progress, checkpoint)
         if on_run is not None:
             on_run("end", store.run(run["run_id"]))
     return store.status_counts(study.name)
@@ -179,6 +186,7 @@ def _execute(
     executor: str,
     device: torch.device,
     on_progress: ProgressCallback | None,
+    checkpoint: Path | None,
 ) -> None:
     """Train one claimed run and record how it ended: done, failed with a reason, or released."""
     spec, run_id = run["spec"], run["run_id"]
@@ -205,6 +213,7 @@ def _execute(
             executor=executor,
             device=device,
             progress=progress,
+            checkpoint=checkpoint,
         )
     except KeyboardInterrupt:
         store.release(run_id)
@@ -218,3 +227,14 @@ def _execute(
             store.finish(run_id, result.to_dict())
         else:
             store.fail(run_id, f"{result.status}: {result.reason}")
+    if checkpoint is not None and store.run(run_id)["status"] != "running":
+        checkpoint.unlink(missing_ok=True)  # the result is in the database now
+
+
+def checkpoint_dir_for(db: str) -> Path:
+    """Checkpoints live beside a SQLite file (`study.db` -> `study.checkpoints/`), or in
+    `paramsplit-checkpoints/` for a database server."""
+    if "://" in db and not db.startswith("sqlite"):
+        return Path("paramsplit-checkpoints")
+    path = Path(db.removeprefix("sqlite:///"))
+    return path.with_name(path.stem + ".checkpoints")

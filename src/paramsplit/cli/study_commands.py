@@ -57,7 +57,12 @@ def run(
     from paramsplit.data import load_dataset
     from paramsplit.specs import TrainConfig, parse_budget, parse_members
     from paramsplit.store import Store
-    from paramsplit.study import StudyDefinition, register_study, run_study
+    from paramsplit.study import (
+        StudyDefinition,
+        checkpoint_dir_for,
+        register_study,
+        run_study,
+    )
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -115,7 +120,7 @@ def run(
 
             counts = run_study(
                 store, study, executor=executor, device=device, on_run=on_run,
-                on_progress=on_progress, datasets=datasets,
+                on_progress=on_progress, datasets=datasets, checkpoint_dir=checkpoint_dir_for(db),
             )  # fmt: skip
     render.render_status(study.name, counts, None)
 

@@ -17,6 +17,7 @@ import contextlib
 import copy
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -114,9 +115,33 @@ class Executor:
         """Eval-mode logits, every member on the same images. Shape: [B, C, H, W] -> [B, k, C]."""
         raise NotImplementedError
 
+    # Set by each executor's `_setup`: one optimizer, schedule and scaler per independent
+    # parameter set (k for the loop, one for the fused and vmap executors).
+    optimizers: list[torch.optim.SGD]
+    schedulers: list[torch.optim.lr_scheduler.LambdaLR]
+    scalers: list[torch.amp.GradScaler]
+
     def end_epoch(self) -> None:
         """Step the learning-rate schedule: once per epoch, never per batch."""
-        raise NotImplementedError
+        for scheduler in self.schedulers:
+            scheduler.step()
+
+    def training_state(self) -> dict[str, Any]:
+        """Optimizer, schedule and loss-scaler state: with `member_states`, a checkpoint."""
+        return {
+            "optimizers": [o.state_dict() for o in self.optimizers],
+            "schedulers": [s.state_dict() for s in self.schedulers],
+            "scalers": [s.state_dict() for s in self.scalers],
+        }
+
+    def load_training_state(self, state: dict[str, Any]) -> None:
+        for optimizer, saved in zip(self.optimizers, state["optimizers"], strict=True):
+            optimizer.load_state_dict(saved)
+        for scheduler, saved in zip(self.schedulers, state["schedulers"], strict=True):
+            scheduler.load_state_dict(saved)
+        for scaler, saved in zip(self.scalers, state["scalers"], strict=True):
+            if saved:
+                scaler.load_state_dict(saved)
 
     def member_states(self) -> list[dict[str, Tensor]]:
         """Each member's weights and statistics as a single network's state dict."""
@@ -131,7 +156,7 @@ class Executor:
 
     @property
     def lr(self) -> float:
-        raise NotImplementedError
+        return float(self.optimizers[0].param_groups[0]["lr"])
 
 
 class LoopExecutor(Executor):
@@ -173,10 +198,6 @@ class LoopExecutor(Executor):
             outputs = [runner(self.prepare(images)) for runner in self.runners]
         return torch.cat(outputs, dim=1).float()  # [B, k, C]
 
-    def end_epoch(self) -> None:
-        for scheduler in self.schedulers:
-            scheduler.step()
-
     def member_states(self) -> list[dict[str, Tensor]]:
         return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.models]
 
@@ -187,10 +208,6 @@ class LoopExecutor(Executor):
     def set_training(self, mode: bool) -> None:
         for model in self.models:
             model.train(mode)
-
-    @property
-    def lr(self) -> float:
-        return float(self.optimizers[0].param_groups[0]["lr"])
 
 
 class FusedExecutor(Executor):
@@ -203,8 +220,9 @@ class FusedExecutor(Executor):
         self.model = merge_members(singles).to(memory_format=memory_format)
         self.runner: nn.Module = torch.compile(self.model) if self.config.compile else self.model  # type: ignore[assignment]
         self.optimizer = self._optimizer(self.model.parameters())
-        self.scheduler = self._scheduler(self.optimizer)
         self.scaler = torch.amp.GradScaler(enabled=self.config.precision == "fp16")
+        self.optimizers, self.scalers = [self.optimizer], [self.scaler]
+        self.schedulers = [self._scheduler(self.optimizer)]
 
     def train_step(self, images: Tensor, targets: Tensor) -> Tensor:
         self.optimizer.zero_grad(set_to_none=True)
@@ -222,9 +240,6 @@ class FusedExecutor(Executor):
         with self.autocast():
             return self.runner(self.prepare(images)).float()
 
-    def end_epoch(self) -> None:
-        self.scheduler.step()
-
     def member_states(self) -> list[dict[str, Tensor]]:
         return split_state(self.model.state_dict(), self.num_members)
 
@@ -233,10 +248,6 @@ class FusedExecutor(Executor):
 
     def set_training(self, mode: bool) -> None:
         self.model.train(mode)
-
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
 
 
 class VmapExecutor(Executor):
@@ -249,8 +260,9 @@ class VmapExecutor(Executor):
         # A stateless copy to call with the stacked tensors; its own weights are never used.
         self.base = copy.deepcopy(singles[0]).to("meta")
         self.optimizer = self._optimizer(list(self.params.values()))
-        self.scheduler = self._scheduler(self.optimizer)
         self.scaler = torch.amp.GradScaler(enabled=self.config.precision == "fp16")
+        self.optimizers, self.scalers = [self.optimizer], [self.scaler]
+        self.schedulers = [self._scheduler(self.optimizer)]
 
     def _call(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(self.base, (params, buffers), (x,))
@@ -273,9 +285,6 @@ class VmapExecutor(Executor):
             logits = vmap(self._call, in_dims=(0, 0, None))(self.params, self.buffers, images)
         return logits[:, :, 0].transpose(0, 1).float()  # [B, k, C]
 
-    def end_epoch(self) -> None:
-        self.scheduler.step()
-
     def member_states(self) -> list[dict[str, Tensor]]:
         stacked = {**self.params, **self.buffers}
         return [
@@ -289,10 +298,6 @@ class VmapExecutor(Executor):
 
     def set_training(self, mode: bool) -> None:
         self.base.train(mode)
-
-    @property
-    def lr(self) -> float:
-        return float(self.optimizer.param_groups[0]["lr"])
 
 
 _CLASSES: dict[str, type[Executor]] = {

@@ -10,6 +10,7 @@ import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -20,6 +21,12 @@ from paramsplit.accounting import count_params, profile_arch
 from paramsplit.data import DatasetTensors
 from paramsplit.data.loader import eval_batches, member_batches
 from paramsplit.specs import DesignSpec, InputSpec, TrainConfig
+from paramsplit.train.checkpoint import (
+    load_checkpoint,
+    metrics_from_dict,
+    record_to_dict,
+    save_checkpoint,
+)
 from paramsplit.train.executors import EXECUTORS, Executor, make_executor
 from paramsplit.train.metrics import EnsembleMetrics, ensemble_metrics
 
@@ -161,6 +168,19 @@ class TrainResult:
 ProgressCallback = Callable[[str, int, int, dict[str, float]], None]
 
 
+def _record_from_dict(data: dict[str, Any]) -> EpochRecord:
+    val = metrics_from_dict(data["val"])
+    assert val is not None
+    return EpochRecord(
+        **{
+            **data,
+            "member_train_loss": tuple(data["member_train_loss"]),
+            "val": val,
+            "test": metrics_from_dict(data["test"]),
+        }
+    )
+
+
 def _selection_key(metrics: EnsembleMetrics) -> tuple[float, float]:
     return (metrics.accuracy, -metrics.nll)
 
@@ -262,12 +282,20 @@ def train_design(
     executor: str = "auto",
     device: torch.device | str | None = None,
     progress: ProgressCallback | None = None,
+    checkpoint: Path | None = None,
 ) -> TrainResult:
-    """Train every member of `design` on `dataset` under `config`; metrics every epoch."""
+    """Train every member of `design` on `dataset` under `config`; metrics every epoch.
+
+    With `checkpoint`, the run's whole state is saved there after every epoch, and a run
+    that finds one carries on from it: the result equals an uninterrupted run's.
+    """
     device = torch.device(device) if device is not None else dataset.device
     dataset = dataset.to(device) if dataset.device != device else dataset
+    saved = load_checkpoint(checkpoint) if checkpoint is not None else None
     executor_step_ms: dict[str, float] = {}
-    if executor == "auto":
+    if saved is not None:
+        executor, executor_step_ms = saved["executor"], saved["executor_step_ms"]
+    elif executor == "auto":
         executor, executor_step_ms = choose_executor(design, dataset, config, device)
     seeds = member_seeds(seed, design.num_members)
     runner = make_executor(
@@ -282,9 +310,19 @@ def train_design(
     best_epoch: int | None = None
     best_states: list[dict[str, Tensor]] = []
     elapsed_train_s = 0.0
+    if saved is not None:
+        runner.load_member_states(saved["member_states"])
+        runner.load_training_state(saved["training_state"])
+        for generator, state in zip(
+            order_generators + augment_generators, saved["generators"], strict=True
+        ):
+            generator.set_state(state)
+        records = [_record_from_dict(r) for r in saved["records"]]
+        best_epoch, best_states = saved["best_epoch"], saved["best_states"]
+        elapsed_train_s = saved["elapsed_train_s"]
     status, reason = "done", None
     runner.set_training(True)
-    for epoch in range(1, config.epochs + 1):
+    for epoch in range(len(records) + 1, config.epochs + 1):
         lr = runner.lr
         epoch_began = time.perf_counter()
         data_s = compute_s = 0.0
@@ -340,6 +378,21 @@ def train_design(
         # lower validation NLL breaks the tie (the better-fitted weights of the two).
         if best_epoch is None or _selection_key(val) > _selection_key(records[best_epoch - 1].val):
             best_epoch, best_states = epoch, runner.member_states()
+        if checkpoint is not None:
+            save_checkpoint(
+                checkpoint,
+                {
+                    "executor": executor,
+                    "executor_step_ms": executor_step_ms,
+                    "member_states": runner.member_states(),
+                    "training_state": runner.training_state(),
+                    "generators": [g.get_state() for g in order_generators + augment_generators],
+                    "records": [record_to_dict(r) for r in records],
+                    "best_epoch": best_epoch,
+                    "best_states": best_states,
+                    "elapsed_train_s": elapsed_train_s,
+                },
+            )
         if progress is not None:
             progress(
                 "epoch",
