@@ -9,7 +9,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from paramsplit.cli import render
 from paramsplit.cli.options import JsonFlag
-from paramsplit.errors import UsageError
+from paramsplit.errors import ConfigError, UsageError
 
 DESIGN_CLASSES = ("single", "deq", "weq")
 
@@ -63,10 +63,12 @@ def train(
     from paramsplit.data import load_dataset
     from paramsplit.planner import plan_budget
     from paramsplit.specs import TrainConfig, parse_budget
-    from paramsplit.train import train_design
+    from paramsplit.train import EXECUTORS, train_design
 
     if design not in DESIGN_CLASSES:
         raise UsageError(f"--design must be one of {', '.join(DESIGN_CLASSES)}, got '{design}'")
+    if executor not in ("auto", *EXECUTORS):
+        raise ConfigError(f"unknown executor '{executor}'; allowed: auto, {', '.join(EXECUTORS)}")
     if threads is not None:
         torch.set_num_threads(threads)
     config = TrainConfig(
@@ -124,9 +126,13 @@ def train(
         )
     summary = result.to_dict(target_accuracy)
     if measure and result.status == "done":
-        from paramsplit.measure import measure_result
+        from paramsplit.measure import measure_design
+        from paramsplit.train import restore_executor
 
-        summary.update(measure_result(result, target).to_dict())
+        progress_note = "measuring latency, throughput and peak memory"
+        render.error_console.print(progress_note, style="dim")
+        measured = measure_design(restore_executor(result, target), data.input_spec(), target)
+        summary.update({k: v for k, v in measured.to_dict().items() if k not in summary})
     if as_json:
         render.print_json(summary)
     else:

@@ -31,7 +31,8 @@ from paramsplit.train.executors import EXECUTORS, Executor, make_executor
 from paramsplit.train.metrics import EnsembleMetrics, ensemble_metrics
 
 EVAL_BATCH = 1024
-AUTO_TIMED_STEPS = 3  # after one warm-up step; the median of these decides
+AUTO_WARMUP_STEPS = 2
+AUTO_TIMED_STEPS = 5  # per executor, interleaved; the median decides
 
 
 @dataclass(frozen=True)
@@ -256,20 +257,26 @@ def choose_executor(
         device=device,
     )
     images, labels = _batch(dataset, indices, _generators([s.augment for s in seeds], device))
-    timings: dict[str, float] = {}
-    for name in candidates:
-        executor = make_executor(
+    executors = {
+        name: make_executor(
             name, design.member, dataset.input_spec(), [s.init for s in seeds], config, device
         )
-        executor.train_step(images, labels)  # warm-up: allocations, kernel selection
-        step_ms = []
-        for _ in range(AUTO_TIMED_STEPS):
+        for name in candidates
+    }
+    for executor in executors.values():
+        for _ in range(AUTO_WARMUP_STEPS):  # allocations, kernel selection
+            executor.train_step(images, labels)
+    # Round-robin, one step of each executor in turn: drift in the host's speed (up to 1.9×
+    # within an hour here) then hits every candidate alike.
+    step_ms: dict[str, list[float]] = {name: [] for name in executors}
+    for _ in range(AUTO_TIMED_STEPS):
+        for name, executor in executors.items():
             _sync(device)
             began = time.perf_counter()
             executor.train_step(images, labels)
             _sync(device)
-            step_ms.append(1000 * (time.perf_counter() - began))
-        timings[name] = statistics.median(step_ms)
+            step_ms[name].append(1000 * (time.perf_counter() - began))
+    timings = {name: statistics.median(times) for name, times in step_ms.items()}
     return min(timings, key=timings.__getitem__), timings
 
 

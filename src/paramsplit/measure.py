@@ -1,0 +1,366 @@
+"""Measurement after training: inference latency and throughput, peak memory, size, FLOPs.
+
+Timing follows one recipe: warm-up calls first (allocations, kernel selection), then
+repetitions timed with `time.perf_counter` around a synchronised call, and the median
+reported. Repetitions stop at a time budget per batch size (never fewer than
+`MIN_REPEATS`), so a tiny network measures in a fraction of a second and a large one does
+not run for minutes. A design is measured twice side by side: through its executor (what
+training chose) and as a plain loop over k single networks, so the reader sees what fusing
+buys at inference. Peak memory is described in `paramsplit.measure_memory`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from paramsplit.accounting import profile_arch
+from paramsplit.errors import ConfigError, InputShapeError
+from paramsplit.measure_memory import RESULT_KEYS, MemoryRequest, run_memory_request
+from paramsplit.models import build_model
+from paramsplit.specs import InputSpec
+from paramsplit.train.executors import Executor
+
+DEFAULT_BATCH_SIZES = (1, 256)
+DEFAULT_WARMUP = 3
+DEFAULT_REPEATS = 50  # the most timed repetitions per batch size
+DEFAULT_BUDGET_S = 0.3  # stop timing a batch size once this much time is spent on it
+MIN_REPEATS = 3  # a median of fewer is not a median
+MEMORY_TIMEOUT_S = 600.0
+
+Predict = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class InferenceMeasurement:
+    """Median inference cost. `repeats` is the fewest timed calls behind either figure."""
+
+    latency_ms_batch1: float
+    throughput_images_per_s: float
+    batch_size_throughput: int
+    repeats: int
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_calls_s(
+    predicts: Sequence[Predict],
+    images: Tensor,
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    budget_s: float,
+) -> tuple[list[float], int]:
+    """Median seconds per call of each predict function, timed in alternation; and rounds.
+
+    Each round calls every function once, so a host that speeds up or slows down mid-way
+    (REFERENCE: up to 1.9× within an hour) shifts all of them alike.
+    """
+    for predict in predicts:
+        for _ in range(warmup):
+            predict(images)
+    _sync(device)
+    times_s: list[list[float]] = [[] for _ in predicts]
+    spent_s = 0.0
+    rounds = 0
+    while rounds < MIN_REPEATS or (rounds < repeats and spent_s < budget_s * len(predicts)):
+        for predict, own_times_s in zip(predicts, times_s, strict=True):
+            _sync(device)
+            began = time.perf_counter()
+            predict(images)
+            _sync(device)
+            own_times_s.append(time.perf_counter() - began)
+            spent_s += own_times_s[-1]
+        rounds += 1
+    return [statistics.median(own_times_s) for own_times_s in times_s], rounds
+
+
+def measure_inference_side_by_side(
+    predicts: Sequence[Predict],
+    input_shape: Sequence[int],
+    device: torch.device | str,
+    *,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    warmup: int = DEFAULT_WARMUP,
+    repeats: int = DEFAULT_REPEATS,
+    budget_s: float = DEFAULT_BUDGET_S,
+    seed: int = 0,
+) -> list[InferenceMeasurement]:
+    """`measure_inference` of several predict functions, timed in alternation on one input.
+
+    `budget_s` is per function and batch size.
+    """
+    device = torch.device(device)
+    sizes = sorted(set(batch_sizes))
+    checks = [
+        (1 in sizes and sizes[0] >= 1, "batch_sizes", list(batch_sizes), "sizes >= 1 including 1"),
+        (warmup >= 0, "warmup", warmup, ">= 0"),
+        (repeats >= MIN_REPEATS, "repeats", repeats, f">= {MIN_REPEATS}"),
+        (budget_s >= 0, "budget_s", budget_s, ">= 0"),
+    ]
+    for ok, name, value, allowed in checks:
+        if not ok:
+            raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+    generator = torch.Generator().manual_seed(seed)
+    seconds: dict[int, list[float]] = {}
+    fewest = repeats
+    with torch.no_grad():
+        for size in sizes:
+            images = torch.randn(size, *input_shape, generator=generator).to(device)
+            seconds[size], rounds = _median_calls_s(
+                predicts, images, device, warmup, repeats, budget_s
+            )
+            fewest = min(fewest, rounds)
+    results = []
+    for i in range(len(predicts)):
+        best = max(sizes, key=lambda size: size / seconds[size][i])
+        results.append(
+            InferenceMeasurement(
+                latency_ms_batch1=1000 * seconds[1][i],
+                throughput_images_per_s=best / seconds[best][i],
+                batch_size_throughput=best,
+                repeats=fewest,
+            )
+        )
+    return results
+
+
+def measure_inference(
+    predict: Predict,
+    input_shape: Sequence[int],
+    device: torch.device | str,
+    *,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    warmup: int = DEFAULT_WARMUP,
+    repeats: int = DEFAULT_REPEATS,
+    budget_s: float = DEFAULT_BUDGET_S,
+    seed: int = 0,
+) -> InferenceMeasurement:
+    """Latency at batch 1 and the best throughput over `batch_sizes`, under `no_grad`.
+
+    Inputs are standard normal, as normalised images are, generated once per batch size
+    from `seed`. `batch_sizes` must include 1; `repeats` caps the timed calls per batch
+    size, `budget_s` (seconds per batch size) stops them earlier, though at least
+    `MIN_REPEATS` always run.
+
+    Shape:
+        predict: [B, *input_shape] -> anything
+    """
+    (measurement,) = measure_inference_side_by_side(
+        [predict],
+        input_shape,
+        device,
+        batch_sizes=batch_sizes,
+        warmup=warmup,
+        repeats=repeats,
+        budget_s=budget_s,
+        seed=seed,
+    )
+    return measurement
+
+
+def executor_predictor(executor: Executor) -> Predict:
+    """The chosen executor's own inference. Leaves the executor in eval mode.
+
+    Shape: [B, C, H, W] -> [B, k, classes]
+    """
+    executor.set_training(False)
+    return executor.predict
+
+
+def loop_predictor(executor: Executor) -> Predict:
+    """k single networks with the executor's member weights, run one after the other.
+
+    The networks share the executor's precision (autocast) and memory format, but are not
+    compiled: this is the plain loop a user would write.
+
+    Shape: [B, C, H, W] -> [B, k, classes]
+    """
+    memory_format = (
+        torch.channels_last if executor.config.channels_last else torch.contiguous_format
+    )
+    networks = []
+    for state in executor.member_states():
+        network = build_model(executor.arch, executor.input_spec, device=executor.device)
+        network.load_state_dict(state)
+        networks.append(network.to(memory_format=memory_format).eval())
+
+    def predict(images: Tensor) -> Tensor:
+        with torch.no_grad(), executor.autocast():
+            images = executor.prepare(images)
+            return torch.cat([network(images) for network in networks], dim=1).float()
+
+    return predict
+
+
+def weights_bytes(executor: Executor) -> int:
+    """Bytes of every member's parameters and buffers, in the dtype they are stored in."""
+    return sum(tensor.nbytes for state in executor.member_states() for tensor in state.values())
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    # "cuda" and "cuda:0" name the same device while the current device is 0.
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def _package_root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def peak_memory_bytes(request: MemoryRequest, *, timeout_s: float = MEMORY_TIMEOUT_S) -> int:
+    """Peak memory above the set-up executor (see `paramsplit.measure_memory`).
+
+    CUDA is measured in this process with the allocator's statistics; the CPU in a fresh
+    subprocess, since this process's resident size holds whatever it ran before.
+    """
+    if torch.device(request.device).type == "cuda":
+        result = run_memory_request(request)
+    else:
+        env = dict(os.environ)
+        env["PYTHONPATH"] = os.pathsep.join(
+            [str(_package_root()), *filter(None, [env.get("PYTHONPATH")])]
+        )
+        completed = subprocess.run(
+            [sys.executable, "-m", "paramsplit.measure_memory", request.to_json()],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=timeout_s,
+            check=False,
+        )
+        if completed.returncode != 0:
+            raise RuntimeError(
+                f"memory measurement of {request.to_json()} failed with exit code "
+                f"{completed.returncode}: {completed.stderr.strip()[-2000:]}"
+            )
+        result = json.loads(completed.stdout.strip().splitlines()[-1])
+    return int(result[RESULT_KEYS[request.mode]])
+
+
+def memory_method(device: torch.device | str) -> str:
+    return (
+        "cuda_max_memory_allocated"
+        if torch.device(device).type == "cuda"
+        else "subprocess_peak_rss"
+    )
+
+
+@dataclass(frozen=True)
+class MeasureResult:
+    """Everything measured about one trained design on one device.
+
+    Memory figures are peaks above the set-up executor (weights excluded: see
+    `weights_bytes`); None when memory was not measured. FLOPs count one forward pass of
+    every member, 2 per multiply-accumulate (`paramsplit.accounting.profile_arch` × k).
+    """
+
+    member: str
+    num_members: int
+    executor: str
+    device: str
+    input: str
+    precision: str
+    latency_ms_batch1: float
+    throughput_images_per_s: float
+    throughput_batch_size: int
+    loop_latency_ms_batch1: float
+    loop_throughput_images_per_s: float
+    timing_repeats: int
+    weights_bytes: int
+    flops_per_image: int
+    peak_train_memory_bytes: int | None
+    peak_inference_memory_bytes: int | None
+    train_batch_size: int
+    inference_batch_size: int
+    memory_method: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def measure_design(
+    executor: Executor,
+    input_spec: InputSpec,
+    device: torch.device | str,
+    *,
+    memory: bool = True,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    budget_s: float = DEFAULT_BUDGET_S,
+) -> MeasureResult:
+    """Measure a trained design: its executor against a plain loop, then memory and size.
+
+    Leaves the executor in eval mode. Memory is measured on a freshly built executor of
+    the same kind (never by stepping the trained one): training at the executor's batch
+    size, inference at the largest of `batch_sizes`.
+    """
+    device = torch.device(device)
+    if not _same_device(device, executor.device):
+        raise ConfigError(f"the executor lives on {executor.device}, asked to measure on {device}")
+    expected = executor.input_spec
+    if (input_spec.channels, input_spec.num_classes) != (expected.channels, expected.num_classes):
+        raise InputShapeError(
+            f"input {input_spec.name} with {input_spec.num_classes} classes does not fit "
+            f"{executor.arch.name}, built for {expected.channels} channel(s) and "
+            f"{expected.num_classes} classes"
+        )
+    fused, loop = measure_inference_side_by_side(
+        [executor_predictor(executor), loop_predictor(executor)],
+        input_shape=input_spec.shape,
+        device=device,
+        batch_sizes=batch_sizes,
+        budget_s=budget_s,
+    )
+    config = executor.config
+    peaks: dict[str, int | None] = {"train": None, "infer": None}
+    if memory:
+        for mode, batch_size in (("train", config.batch_size), ("infer", max(batch_sizes))):
+            request = MemoryRequest(
+                arch=executor.arch.name,
+                num_members=executor.num_members,
+                executor=executor.name,
+                input=input_spec.name,
+                num_classes=input_spec.num_classes,
+                batch_size=batch_size,
+                mode=mode,
+                precision=config.precision,
+                channels_last=config.channels_last,
+                num_threads=torch.get_num_threads(),
+                device=str(device),
+            )
+            peaks[mode] = peak_memory_bytes(request)
+    return MeasureResult(
+        member=executor.arch.name,
+        num_members=executor.num_members,
+        executor=executor.name,
+        device=str(device),
+        input=input_spec.name,
+        precision=config.precision,
+        latency_ms_batch1=fused.latency_ms_batch1,
+        throughput_images_per_s=fused.throughput_images_per_s,
+        throughput_batch_size=fused.batch_size_throughput,
+        loop_latency_ms_batch1=loop.latency_ms_batch1,
+        loop_throughput_images_per_s=loop.throughput_images_per_s,
+        timing_repeats=min(fused.repeats, loop.repeats),
+        weights_bytes=weights_bytes(executor),
+        flops_per_image=executor.num_members
+        * profile_arch(executor.arch, input_spec).flops_per_image,
+        peak_train_memory_bytes=peaks["train"],
+        peak_inference_memory_bytes=peaks["infer"],
+        train_batch_size=config.batch_size,
+        inference_batch_size=max(batch_sizes),
+        memory_method=memory_method(device) if memory else None,
+    )
