@@ -17,6 +17,7 @@ from paramsplit.data import load_dataset
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store
 from paramsplit.study import StudyDefinition, expand_study, run_study
+from paramsplit.study_file import load_study_file
 
 
 @pytest.fixture(scope="module")
@@ -146,3 +147,64 @@ def test_a_study_killed_mid_run_resumes_to_completion(tmp_path):
     assert [e["epoch"] for e in store.epochs(interrupted)] == [1, 2, 3]
     assert store.run(interrupted)["attempts"] == 2
     assert not list((tmp_path / "study.checkpoints").glob("*.pt"))
+
+
+STUDY_TOML = """
+name = "from-a-file"
+families = ["resnet"]
+budgets = ["5k", 10000]
+members = [2]
+designs = ["single", "deq"]
+seeds = 2
+
+[train]
+epochs = 1
+batch_size = 64
+milestones = [0.5, 0.75]
+"""
+
+
+def test_a_study_file_defines_the_same_study_as_flags(tmp_path):
+    path = tmp_path / "study.toml"
+    path.write_text(STUDY_TOML)
+    study = load_study_file(path)
+    assert study.name == "from-a-file"
+    assert study.budgets == (5_000, 10_000) and study.seeds == (0, 1)
+    assert study.designs == ("single", "deq") and study.config.epochs == 1
+
+
+@pytest.mark.parametrize(
+    ("replace", "by", "message"),
+    [
+        ("seeds = 2", "seeds = 2\nsedes = 3", r"study.toml, line 8: unknown field 'sedes'"),
+        ('budgets = ["5k", 10000]', 'budgets = ["5x"]', r"line 4: field 'budgets': cannot parse"),
+        ("epochs = 1", "epoch = 1", r"line 10: unknown training setting 'epoch'"),
+        ("epochs = 1", "epochs = 0", "epochs must be >= 1"),
+        ("members = [2]", "members = [2", "not valid TOML"),
+        ('designs = ["single", "deq"]', 'designs = ["both"]', "unknown design class 'both'"),
+    ],
+)
+def test_a_bad_study_file_is_refused_with_file_field_and_line(tmp_path, replace, by, message):
+    path = tmp_path / "study.toml"
+    path.write_text(STUDY_TOML.replace(replace, by))
+    with pytest.raises(ps.ParamSplitError, match=message):
+        load_study_file(path)
+
+
+def test_two_processes_share_a_study_and_do_each_run_once(tmp_path):
+    db = str(tmp_path / "shared.db")
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.replace("epochs=3", "epochs=1"))
+    # Register first, so neither process starts on an empty study and leaves.
+    first = subprocess.Popen([sys.executable, str(script), db])
+    deadline = time.monotonic() + 60
+    while not os.path.exists(db) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    second = subprocess.Popen([sys.executable, str(script), db])
+    assert first.wait(timeout=300) == 0 and second.wait(timeout=300) == 0
+    store = Store.open(db)
+    runs = store.runs("killed")
+    assert store.status_counts("killed")["done"] == len(runs) == 4
+    assert all(run["attempts"] == 1 for run in runs)  # nobody ran a run twice
+    workers = {run["worker"] for run in runs}
+    assert len(workers) >= 1

@@ -45,3 +45,7 @@ class ConfigError(ParamSplitError):
 
 class StoreError(ParamSplitError):
     """A results database that cannot be opened or used: bad URL, newer schema, unknown run."""
+
+
+class StudyFileError(ParamSplitError):
+    """A study file that cannot be read, is not valid TOML, or has a bad field."""

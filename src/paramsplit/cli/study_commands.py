@@ -33,6 +33,9 @@ def _study_name(definition: dict[str, Any]) -> str:
 
 
 def run(
+    study_file: Annotated[
+        str | None, typer.Argument(help="A TOML study file (replaces the design flags).")
+    ] = None,
     family: Annotated[str, typer.Option(help="Families, comma-separated.")] = "resnet",
     budgets: Annotated[str, typer.Option(help="Budgets: 25k,50k,100k.")] = "25k,50k,100k",
     members: Annotated[str, typer.Option(help="Ensemble sizes: 2,4.")] = "2,4",
@@ -63,6 +66,7 @@ def run(
         register_study,
         run_study,
     )
+    from paramsplit.study_file import load_study_file
 
     if threads is not None:
         torch.set_num_threads(threads)
@@ -79,8 +83,11 @@ def run(
             epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing
         ),
     }
-    probe = StudyDefinition(name="", **fields)  # type: ignore[arg-type]
-    study = StudyDefinition(**{**fields, "name": name or _study_name(probe.to_dict())})  # type: ignore[arg-type]
+    if study_file is not None:
+        study = load_study_file(study_file)
+    else:
+        probe = StudyDefinition(name="", **fields)  # type: ignore[arg-type]
+        study = StudyDefinition(**{**fields, "name": name or _study_name(probe.to_dict())})  # type: ignore[arg-type]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     datasets = {d: load_dataset(d, device=device) for d in study.datasets}
     with Store.open(db) as store:
@@ -104,6 +111,7 @@ def run(
             overall = progress.add_task(
                 f"study {study.name}", total=len(specs), completed=before["done"], status=""
             )
+            epochs = study.config.epochs
             current = progress.add_task("run", total=epochs, status="")
 
             def on_run(event: str, run_row: dict[str, Any]) -> None:

@@ -1,0 +1,100 @@
+"""Study files: a study written down in TOML, validated before anything runs.
+
+    name = "resnet-digits"
+    families = ["resnet"]
+    budgets = ["25k", "50k", 100000]
+    members = [2, 4]
+    designs = ["single", "deq", "weq"]
+    datasets = ["digits"]
+    seeds = 3                 # seeds 0, 1, 2 (or a list)
+    [train]                   # any TrainConfig field
+    epochs = 30
+    batch_size = 64
+
+Parsed with the standard library's `tomllib` (no code runs); every error names the file, the
+field and, where it can be found, the line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import tomllib
+
+from paramsplit.errors import ParamSplitError, StudyFileError
+from paramsplit.specs import TrainConfig, parse_budget, parse_members
+from paramsplit.study import StudyDefinition
+
+STUDY_KEYS = ("name", "families", "budgets", "members", "designs", "datasets", "seeds",
+              "depth", "match", "train")  # fmt: skip
+TRAIN_KEYS = tuple(field.name for field in dataclasses.fields(TrainConfig))
+
+
+def _where(path: Path, text: str, key: str) -> str:
+    match = re.search(rf"^\s*{re.escape(key)}\s*=", text, flags=re.MULTILINE)
+    line = f", line {text.count(chr(10), 0, match.start()) + 1}" if match else ""
+    return f"{path}{line}"
+
+
+def _strings(value: Any) -> tuple[str, ...]:
+    items = [value] if isinstance(value, str) else value
+    if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+        raise TypeError("expected a string or a list of strings")
+    return tuple(items)
+
+
+def load_study_file(path: str | Path) -> StudyDefinition:
+    """Read and validate a TOML study file."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise StudyFileError(f"cannot read study file {path}: {error.strerror}") from None
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        raise StudyFileError(f"{path}: not valid TOML: {error}") from None
+    unknown = sorted(set(data) - set(STUDY_KEYS))
+    if unknown:
+        raise StudyFileError(
+            f"{_where(path, text, unknown[0])}: unknown field '{unknown[0]}'; "
+            f"allowed: {', '.join(STUDY_KEYS)}"
+        )
+    train = data.get("train", {})
+    unknown = sorted(set(train) - set(TRAIN_KEYS)) if isinstance(train, dict) else ["train"]
+    if unknown:
+        raise StudyFileError(
+            f"{_where(path, text, unknown[0])}: unknown training setting '{unknown[0]}'; "
+            f"allowed: {', '.join(TRAIN_KEYS)}"
+        )
+    fields: dict[str, Any] = {"name": data.get("name", path.stem)}
+    converters: dict[str, Callable[[Any], Any]] = {
+        "families": _strings,
+        "budgets": lambda v: tuple(parse_budget(b) for b in (v if isinstance(v, list) else [v])),
+        "members": lambda v: tuple(
+            parse_members(",".join(map(str, v if isinstance(v, list) else [v])))
+        ),
+        "designs": _strings,
+        "datasets": _strings,
+        "seeds": lambda v: tuple(range(v)) if isinstance(v, int) else tuple(int(s) for s in v),
+        "depth": int,
+        "match": str,
+    }
+    for key, convert in converters.items():
+        if key not in data:
+            continue
+        try:
+            fields[key] = convert(data[key])
+        except (ParamSplitError, TypeError, ValueError) as error:
+            raise StudyFileError(f"{_where(path, text, key)}: field '{key}': {error}") from None
+    try:
+        if "milestones" in train:
+            train = {**train, "milestones": tuple(train["milestones"])}
+        fields["config"] = TrainConfig(**train)
+        return StudyDefinition(**fields)
+    except (ParamSplitError, TypeError) as error:
+        raise StudyFileError(f"{path}: {error}") from None
