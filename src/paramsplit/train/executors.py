@@ -210,7 +210,32 @@ class LoopExecutor(Executor):
             model.train(mode)
 
 
-class FusedExecutor(Executor):
+class JointExecutor(Executor):
+    """An executor whose members' weights are one parameter set with one optimizer."""
+
+    def _joint_optimizer(self, params: Iterator[Tensor] | list[Tensor]) -> None:
+        self.optimizer = self._optimizer(params)
+        self.scaler = torch.amp.GradScaler(enabled=self.config.precision == "fp16")
+        self.optimizers, self.scalers = [self.optimizer], [self.scaler]
+        self.schedulers = [self._scheduler(self.optimizer)]
+
+    def _logits(self, images: Tensor) -> Tensor:
+        """Every member on its own batch. Shape: [k, B, C, H, W] -> [B, k, classes]."""
+        raise NotImplementedError
+
+    def train_step(self, images: Tensor, targets: Tensor) -> Tensor:
+        self.optimizer.zero_grad(set_to_none=True)
+        with self.autocast():
+            logits = self._logits(images)  # [B, k, C]
+        losses = member_losses(logits, targets, self.config.label_smoothing)
+        # The sum's gradient with respect to member i's weights is member i's own gradient.
+        self.scaler.scale(losses.sum()).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        return losses.detach()
+
+
+class FusedExecutor(JointExecutor):
     name = "fused"
 
     def _setup(self, singles: list[MemberNetwork]) -> None:
@@ -219,21 +244,10 @@ class FusedExecutor(Executor):
         )
         self.model = merge_members(singles).to(memory_format=memory_format)
         self.runner: nn.Module = torch.compile(self.model) if self.config.compile else self.model  # type: ignore[assignment]
-        self.optimizer = self._optimizer(self.model.parameters())
-        self.scaler = torch.amp.GradScaler(enabled=self.config.precision == "fp16")
-        self.optimizers, self.scalers = [self.optimizer], [self.scaler]
-        self.schedulers = [self._scheduler(self.optimizer)]
+        self._joint_optimizer(self.model.parameters())
 
-    def train_step(self, images: Tensor, targets: Tensor) -> Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
-            logits = self.runner(images)  # [B, k, C]
-        losses = member_losses(logits, targets, self.config.label_smoothing)
-        # The sum's gradient with respect to member i's weights is member i's own gradient.
-        self.scaler.scale(losses.sum()).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return losses.detach()
+    def _logits(self, images: Tensor) -> Tensor:
+        return self.runner(images)
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:
@@ -250,7 +264,7 @@ class FusedExecutor(Executor):
         self.model.train(mode)
 
 
-class VmapExecutor(Executor):
+class VmapExecutor(JointExecutor):
     name = "vmap"
 
     def _setup(self, singles: list[MemberNetwork]) -> None:
@@ -259,25 +273,14 @@ class VmapExecutor(Executor):
         self.params, self.buffers = stack_module_state(singles)
         # A stateless copy to call with the stacked tensors; its own weights are never used.
         self.base = copy.deepcopy(singles[0]).to("meta")
-        self.optimizer = self._optimizer(list(self.params.values()))
-        self.scaler = torch.amp.GradScaler(enabled=self.config.precision == "fp16")
-        self.optimizers, self.scalers = [self.optimizer], [self.scaler]
-        self.schedulers = [self._scheduler(self.optimizer)]
+        self._joint_optimizer(list(self.params.values()))
 
     def _call(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(self.base, (params, buffers), (x,))
 
-    def train_step(self, images: Tensor, targets: Tensor) -> Tensor:
-        self.optimizer.zero_grad(set_to_none=True)
-        with self.autocast():
-            logits = vmap(self._call)(self.params, self.buffers, images)  # [k, B, 1, C]
-        losses = member_losses(
-            logits[:, :, 0].transpose(0, 1), targets, self.config.label_smoothing
-        )
-        self.scaler.scale(losses.sum()).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        return losses.detach()
+    def _logits(self, images: Tensor) -> Tensor:
+        logits = vmap(self._call)(self.params, self.buffers, images)  # [k, B, 1, C]
+        return logits[:, :, 0].transpose(0, 1)
 
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:
