@@ -258,3 +258,11 @@ def test_a_resumed_run_equals_an_uninterrupted_one(tmp_path, tiny_digits, name):
     _assert_states_close(straight.member_states, resumed.member_states, rtol=0, atol=0)
     assert [r.val.accuracy for r in resumed.epochs] == [r.val.accuracy for r in straight.epochs]
     assert resumed.test == straight.test and resumed.best_epoch == straight.best_epoch
+
+
+def test_channels_last_and_per_epoch_test_curves(tiny_digits):
+    design = DesignSpec(DesignClass.DEQ, 2, ps.parse_arch("resnet-8-4"))
+    config = TrainConfig(epochs=2, batch_size=64, channels_last=True, test_every_epoch=True)
+    result = train_design(design, tiny_digits, config, seed=0, executor="fused")
+    assert result.status == "done"
+    assert all(record.test is not None for record in result.epochs)

@@ -179,6 +179,54 @@ def run_study(
     return store.status_counts(study.name)
 
 
+Outcome = tuple[str, Any]  # ("done", result summary) or ("failed", reason)
+
+
+def train_run(
+    spec: dict[str, Any],
+    dataset: DatasetTensors,
+    executor: str,
+    device: torch.device,
+    checkpoint: Path | None,
+    progress: ProgressCallback | None = None,
+) -> Outcome:
+    """Train one run's spec; how it ended, as data (also what a Ray task sends back)."""
+    design = DesignSpec(
+        DesignClass(spec["design_class"]),
+        spec["num_members"],
+        ArchSpec(spec["family"], spec["member_depth"], spec["member_width"]),
+    )
+    config = TrainConfig(**{**spec["config"], "milestones": tuple(spec["config"]["milestones"])})
+    try:
+        result = train_design(
+            design,
+            dataset,
+            config,
+            spec["seed"],
+            executor=executor,
+            device=device,
+            progress=progress,
+            checkpoint=checkpoint,
+        )
+    except torch.cuda.OutOfMemoryError:
+        return "failed", "oom"
+    except Exception as error:  # one run's failure must not stop the study: record it
+        return "failed", f"error: {type(error).__name__}: {error}"
+    if result.status == "done":
+        return "done", result.to_dict()
+    return "failed", f"{result.status}: {result.reason}"
+
+
+def record_outcome(store: Store, run_id: str, outcome: Outcome, checkpoint: Path | None) -> None:
+    status, payload = outcome
+    if status == "done":
+        store.finish(run_id, payload)
+    else:
+        store.fail(run_id, payload)
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)  # the result is in the database now
+
+
 def _execute(
     store: Store,
     run: dict[str, Any],
@@ -188,14 +236,8 @@ def _execute(
     on_progress: ProgressCallback | None,
     checkpoint: Path | None,
 ) -> None:
-    """Train one claimed run and record how it ended: done, failed with a reason, or released."""
+    """Train one claimed run here and record how it ended; an interrupt releases it."""
     spec, run_id = run["spec"], run["run_id"]
-    design = DesignSpec(
-        DesignClass(spec["design_class"]),
-        spec["num_members"],
-        ArchSpec(spec["family"], spec["member_depth"], spec["member_width"]),
-    )
-    config = TrainConfig(**{**spec["config"], "milestones": tuple(spec["config"]["milestones"])})
 
     def progress(kind: str, done: int, total: int, values: dict[str, float]) -> None:
         if kind == "epoch":  # the curve so far is durable, and the claim stays fresh
@@ -205,30 +247,11 @@ def _execute(
             on_progress(kind, done, total, values)
 
     try:
-        result = train_design(
-            design,
-            datasets[spec["dataset"]],
-            config,
-            spec["seed"],
-            executor=executor,
-            device=device,
-            progress=progress,
-            checkpoint=checkpoint,
-        )
+        outcome = train_run(spec, datasets[spec["dataset"]], executor, device, checkpoint, progress)
     except KeyboardInterrupt:
         store.release(run_id)
         raise
-    except torch.cuda.OutOfMemoryError:
-        store.fail(run_id, "oom")
-    except Exception as error:  # one run's failure must not stop the study: record it
-        store.fail(run_id, f"error: {type(error).__name__}: {error}")
-    else:
-        if result.status == "done":
-            store.finish(run_id, result.to_dict())
-        else:
-            store.fail(run_id, f"{result.status}: {result.reason}")
-    if checkpoint is not None and store.run(run_id)["status"] != "running":
-        checkpoint.unlink(missing_ok=True)  # the result is in the database now
+    record_outcome(store, run_id, outcome, checkpoint)
 
 
 def checkpoint_dir_for(db: str) -> Path:

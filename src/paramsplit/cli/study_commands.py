@@ -11,6 +11,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from paramsplit.cli import render
 from paramsplit.cli.options import JsonFlag
+from paramsplit.errors import UsageError
 
 DbOption = Annotated[str, typer.Option("--db", help="SQLite path or SQLAlchemy URL.")]
 
@@ -50,7 +51,15 @@ def run(
     match: Annotated[str, typer.Option(help="Matching rule: le, nearest, tol:X.")] = "le",
     name: Annotated[str | None, typer.Option(help="Study name (default: derived).")] = None,
     db: DbOption = "paramsplit.db",
-    executor: Annotated[str, typer.Option(help="auto, loop, fused or vmap.")] = "auto",
+    member_executor: Annotated[
+        str, typer.Option(help="How members train: auto, loop, fused or vmap.")
+    ] = "auto",
+    executor: Annotated[str, typer.Option(help="Where runs go: local or ray.")] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (default: start one here).")
+    ] = None,
+    cpus_per_run: Annotated[float, typer.Option(help="Ray: CPUs per run.")] = 1.0,
+    gpus_per_run: Annotated[float, typer.Option(help="Ray: GPUs per run.")] = 0.0,
     retry_failed: Annotated[bool, typer.Option(help="Run failed runs again.")] = False,
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
 ) -> None:
@@ -67,7 +76,10 @@ def run(
         run_study,
     )
     from paramsplit.study_file import load_study_file
+    from paramsplit.study_ray import run_study_on_ray
 
+    if executor not in ("local", "ray"):
+        raise UsageError(f"--executor must be local or ray, got '{executor}'")
     if threads is not None:
         torch.set_num_threads(threads)
     fields = {
@@ -126,10 +138,19 @@ def run(
                     status = f"val acc {values['val_accuracy']:.2%}"
                     progress.update(current, completed=done, status=status)
 
-            counts = run_study(
-                store, study, executor=executor, device=device, on_run=on_run,
-                on_progress=on_progress, datasets=datasets, checkpoint_dir=checkpoint_dir_for(db),
-            )  # fmt: skip
+            if executor == "ray":
+                counts = run_study_on_ray(
+                    store, study, datasets, address=address, cpus_per_run=cpus_per_run,
+                    gpus_per_run=gpus_per_run, executor=member_executor,
+                    retry_failed=retry_failed, checkpoint_dir=checkpoint_dir_for(db),
+                    on_run=on_run,
+                )  # fmt: skip
+            else:
+                counts = run_study(
+                    store, study, executor=member_executor, device=device, on_run=on_run,
+                    on_progress=on_progress, datasets=datasets, retry_failed=retry_failed,
+                    checkpoint_dir=checkpoint_dir_for(db),
+                )  # fmt: skip
     render.render_status(study.name, counts, None)
 
 

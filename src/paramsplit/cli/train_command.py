@@ -51,6 +51,9 @@ def train(
     compile_model: Annotated[bool, typer.Option("--compile", help="torch.compile.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1, ...")] = "auto",
     threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    test_every_epoch: Annotated[
+        bool, typer.Option(help="Also evaluate the test set every epoch (curves only).")
+    ] = False,
     target_accuracy: Annotated[
         float | None, typer.Option(help="Report the time to this validation accuracy.")
     ] = None,
@@ -82,6 +85,7 @@ def train(
         precision=precision,
         channels_last=channels_last,
         compile=compile_model,
+        test_every_epoch=test_every_epoch,
     )
     target = (
         torch.device("cuda" if torch.cuda.is_available() else "cpu")

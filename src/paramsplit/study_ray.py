@@ -1,0 +1,102 @@
+"""Running a study on a Ray cluster: one Ray task per run, results into the same database.
+
+The driver (this process) claims runs in the store exactly as a local `paramsplit run`
+does, submits each as a task with its resources (N CPUs, or a GPU), keeps the claims fresh
+while tasks run, and records every outcome as it arrives. Resume works as locally: a killed
+driver's claims go stale and are taken over, and each task carries on from its run's last
+checkpoint (on a cluster, put the database on a server and the checkpoints on shared
+storage). Ray is an optional dependency: `pip install 'paramsplit[ray]'`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from paramsplit.data import DatasetTensors
+from paramsplit.errors import UsageError
+from paramsplit.store import Store, default_worker
+from paramsplit.study import (
+    Outcome,
+    RunCallback,
+    StudyDefinition,
+    record_outcome,
+    register_study,
+    train_run,
+)
+
+HEARTBEAT_S = 30.0
+
+
+def _ray() -> Any:
+    try:
+        import ray
+    except ImportError:
+        raise UsageError("the ray executor needs Ray: pip install 'paramsplit[ray]'") from None
+    return ray
+
+
+def run_study_on_ray(
+    store: Store,
+    study: StudyDefinition,
+    datasets: dict[str, DatasetTensors],
+    *,
+    address: str | None = None,
+    cpus_per_run: float = 1.0,
+    gpus_per_run: float = 0.0,
+    executor: str = "auto",
+    retry_failed: bool = False,
+    checkpoint_dir: Path | None = None,
+    on_run: RunCallback | None = None,
+) -> dict[str, int]:
+    """Register the study and train its unfinished runs as Ray tasks; the final counts."""
+    ray = _ray()
+    if not ray.is_initialized():
+        ray.init(address=address, include_dashboard=False, logging_level="warning")
+    register_study(store, study, datasets)
+    device = "cuda" if gpus_per_run > 0 else "cpu"
+
+    @ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
+    def train_task(
+        spec: dict[str, Any], dataset: DatasetTensors, checkpoint: Path | None
+    ) -> Outcome:
+        torch.set_num_threads(max(1, int(cpus_per_run)))
+        return train_run(spec, dataset.to(device), executor, torch.device(device), checkpoint)
+
+    dataset_refs = {name: ray.put(data) for name, data in datasets.items()}
+    total_cpus = ray.cluster_resources().get("CPU", 1.0)
+    capacity = (
+        max(1, int(total_cpus // cpus_per_run))
+        if gpus_per_run == 0
+        else max(1, int(ray.cluster_resources().get("GPU", 1.0) // gpus_per_run))
+    )
+    worker = default_worker()
+    in_flight: dict[Any, dict[str, Any]] = {}
+    while True:
+        while len(in_flight) < capacity:
+            run = store.claim_next(study.name, worker, retry_failed=retry_failed)
+            if run is None:
+                break
+            if on_run is not None:
+                on_run("start", run)
+            checkpoint = checkpoint_dir / f"{run['run_id']}.pt" if checkpoint_dir else None
+            run["checkpoint"] = checkpoint
+            ref = train_task.remote(run["spec"], dataset_refs[run["spec"]["dataset"]], checkpoint)
+            in_flight[ref] = run
+        if not in_flight:
+            break
+        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=HEARTBEAT_S)
+        for run in in_flight.values():
+            store.heartbeat(run["run_id"], worker)
+        for ref in ready:
+            run = in_flight.pop(ref)
+            try:
+                outcome: Outcome = ray.get(ref)
+            except Exception as error:  # the task itself died (worker lost, OOM-killed)
+                outcome = ("failed", f"error: ray task failed: {type(error).__name__}")
+            record_outcome(store, run["run_id"], outcome, run["checkpoint"])
+            if on_run is not None:
+                on_run("end", store.run(run["run_id"]))
+    return store.status_counts(study.name)
