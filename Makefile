@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/planner.py
 	$(BIN)/python benchmarks/executors.py --quick
 	$(BIN)/python benchmarks/store.py
+	$(BIN)/python benchmarks/study.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
