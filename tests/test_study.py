@@ -73,7 +73,7 @@ def test_an_erroring_run_is_recorded_with_its_reason(tmp_path, small_digits):
 def test_study_definitions_are_validated():
     with pytest.raises(ps.UsageError, match="unknown design class 'both'"):
         _study(designs=("single", "both"))
-    with pytest.raises(ps.UsageError, match="a study needs at least one of budgets"):
+    with pytest.raises(ps.UsageError, match="a study needs families and budgets, or single"):
         _study(budgets=())
 
 
@@ -208,3 +208,23 @@ def test_two_processes_share_a_study_and_do_each_run_once(tmp_path):
     assert all(run["attempts"] == 1 for run in runs)  # nobody ran a run twice
     workers = {run["worker"] for run in runs}
     assert len(workers) >= 1
+
+
+def test_single_networks_expand_by_the_studys_method(small_digits):
+    # From S(w, d): the single network, deq (same depth) and weq (same width), matched to |S|.
+    study = StudyDefinition("grid", singles=("resnet-20-8", "resnet-14-8"), members=(2,))
+    specs, _ = expand_study(study, small_digits)
+    budget = ps.count_params(ps.parse_arch("resnet-20-8"), small_digits["digits"].input_spec())
+    first = [s for s in specs if s["budget_params"] == budget]
+    assert [s["design_class"] for s in first] == ["single", "deq", "weq"]
+    assert first[0]["member"] == "resnet-20-8" and first[0]["ratio"] == 1.0
+    assert first[1]["member_depth"] == 20 and first[2]["member_width"] == 8
+    assert all(s["total_params"] <= s["budget_params"] for s in specs)
+
+
+def test_a_study_file_grid_names_single_networks(tmp_path):
+    path = tmp_path / "grid.toml"
+    path.write_text('grid = {family = "resnet", widths = [16, 24], depths = [26, 38]}\n')
+    study = load_study_file(path)
+    assert study.singles == ("resnet-26-16", "resnet-26-24", "resnet-38-16", "resnet-38-24")
+    assert study.families == () and study.name == "grid"

@@ -9,17 +9,19 @@ recorded with its reason and the study goes on.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from paramsplit.accounting import count_params
 from paramsplit.data import DatasetTensors, load_dataset
 from paramsplit.errors import ParamSplitError, UsageError
-from paramsplit.planner import PlannedDesign, plan_budget
-from paramsplit.specs import ArchSpec, DesignClass, DesignSpec, TrainConfig
+from paramsplit.planner import PlannedDesign, plan_budget, plan_single
+from paramsplit.specs import ArchSpec, DesignClass, DesignSpec, InputSpec, TrainConfig, parse_arch
 from paramsplit.store import Store, default_worker
 from paramsplit.train import train_design
 
@@ -28,11 +30,17 @@ DESIGN_CLASSES = ("single", "deq", "weq")
 
 @dataclass(frozen=True)
 class StudyDefinition:
-    """What to sweep: every family × budget × design × k × dataset × seed."""
+    """What to sweep: every family × budget × design × k × dataset × seed.
+
+    Designs come from budgets (each family's single network for a budget, and its deq/weq
+    ensembles) and from `singles`, single networks given by name (the study's method: S(w, d)
+    and its ensembles matched to |S|, e.g. a grid of widths × depths).
+    """
 
     name: str
-    families: tuple[str, ...]
-    budgets: tuple[int, ...]
+    families: tuple[str, ...] = ()
+    budgets: tuple[int, ...] = ()
+    singles: tuple[str, ...] = ()
     members: tuple[int, ...] = (4,)
     designs: tuple[str, ...] = DESIGN_CLASSES
     datasets: tuple[str, ...] = ("digits",)
@@ -47,14 +55,13 @@ class StudyDefinition:
             raise UsageError(
                 f"unknown design class '{unknown[0]}'; allowed: {', '.join(DESIGN_CLASSES)}"
             )
-        for label, values in (
-            ("families", self.families),
-            ("budgets", self.budgets),
-            ("datasets", self.datasets),
-            ("seeds", self.seeds),
-        ):
+        if not (self.families and self.budgets) and not self.singles:
+            raise UsageError("a study needs families and budgets, or single networks (singles)")
+        for label, values in (("datasets", self.datasets), ("seeds", self.seeds)):
             if not values:
                 raise UsageError(f"a study needs at least one of {label}")
+        for name in self.singles:
+            parse_arch(name)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -92,6 +99,27 @@ def run_spec(row: PlannedDesign, dataset: str, config: TrainConfig, seed: int) -
     }
 
 
+def _plans(
+    study: StudyDefinition, input_spec: InputSpec
+) -> Iterator[tuple[str, int, Callable[[], list[PlannedDesign]]]]:
+    """(family, budget, how to plan it) for every budget and every named single network."""
+    for family in study.families:
+        for budget in study.budgets:
+            yield family, budget, functools.partial(
+                plan_budget, family, budget, study.members, depth=study.depth,
+                match=study.match, input_spec=input_spec,
+            )  # fmt: skip
+    for name in study.singles:
+        arch = parse_arch(name)
+        yield (
+            arch.family,
+            count_params(arch, input_spec),
+            functools.partial(
+                plan_single, arch, study.members, match=study.match, input_spec=input_spec
+            ),
+        )
+
+
 def expand_study(
     study: StudyDefinition, datasets: dict[str, DatasetTensors]
 ) -> tuple[list[dict[str, Any]], list[Infeasible]]:
@@ -99,39 +127,28 @@ def expand_study(
     specs: list[dict[str, Any]] = []
     infeasible: list[Infeasible] = []
     for dataset_name in study.datasets:
-        input_spec = datasets[dataset_name].input_spec()
-        for family in study.families:
-            for budget in study.budgets:
-                try:
-                    rows = plan_budget(
-                        family,
-                        budget,
-                        study.members,
-                        depth=study.depth,
-                        match=study.match,
-                        input_spec=input_spec,
-                    )
-                except ParamSplitError as error:
+        for family, budget, plan in _plans(study, datasets[dataset_name].input_spec()):
+            try:
+                rows = plan()
+            except ParamSplitError as error:
+                infeasible.append(Infeasible(family, dataset_name, budget, "single", 1, str(error)))
+                continue
+            for row in rows:
+                if row.design_class.value not in study.designs:
+                    continue
+                if row.member is None:
                     infeasible.append(
-                        Infeasible(family, dataset_name, budget, "single", 1, str(error))
+                        Infeasible(
+                            family,
+                            dataset_name,
+                            budget,
+                            row.design_class.value,
+                            row.num_members,
+                            row.reason or "",
+                        )
                     )
                     continue
-                for row in rows:
-                    if row.design_class.value not in study.designs:
-                        continue
-                    if row.member is None:
-                        infeasible.append(
-                            Infeasible(
-                                family,
-                                dataset_name,
-                                budget,
-                                row.design_class.value,
-                                row.num_members,
-                                row.reason or "",
-                            )
-                        )
-                        continue
-                    specs += [run_spec(row, dataset_name, study.config, s) for s in study.seeds]
+                specs += [run_spec(row, dataset_name, study.config, s) for s in study.seeds]
     return specs, infeasible
 
 

@@ -7,6 +7,8 @@
     designs = ["single", "deq", "weq"]
     datasets = ["digits"]
     seeds = 3                 # seeds 0, 1, 2 (or a list)
+    singles = ["densenet-bc-40-12"]                         # and/or single networks by name,
+    grid = {family = "resnet", widths = [16, 24], depths = [26, 38]}   # or as a grid
     [train]                   # any TrainConfig field
     epochs = 30
     batch_size = 64
@@ -26,11 +28,12 @@ from typing import Any
 import tomllib
 
 from paramsplit.errors import ParamSplitError, StudyFileError
-from paramsplit.specs import TrainConfig, parse_budget, parse_members
+from paramsplit.families import get_family
+from paramsplit.specs import ArchSpec, TrainConfig, parse_budget, parse_members
 from paramsplit.study import StudyDefinition
 
-STUDY_KEYS = ("name", "families", "budgets", "members", "designs", "datasets", "seeds",
-              "depth", "match", "train")  # fmt: skip
+STUDY_KEYS = ("name", "families", "budgets", "singles", "grid", "members", "designs",
+              "datasets", "seeds", "depth", "match", "train")  # fmt: skip
 TRAIN_KEYS = tuple(field.name for field in dataclasses.fields(TrainConfig))
 
 
@@ -45,6 +48,18 @@ def _strings(value: Any) -> tuple[str, ...]:
     if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
         raise TypeError("expected a string or a list of strings")
     return tuple(items)
+
+
+def _grid(value: Any) -> tuple[str, ...]:
+    """`{family = "resnet", widths = [16, 24], depths = [26, 38]}` -> the 4 single networks."""
+    if not isinstance(value, dict) or set(value) != {"family", "widths", "depths"}:
+        raise TypeError("expected a table with family, widths and depths")
+    family = get_family(value["family"]).name
+    return tuple(
+        ArchSpec(family, int(depth), int(width)).name
+        for depth in value["depths"]
+        for width in value["widths"]
+    )
 
 
 def load_study_file(path: str | Path) -> StudyDefinition:
@@ -78,6 +93,8 @@ def load_study_file(path: str | Path) -> StudyDefinition:
         "members": lambda v: tuple(
             parse_members(",".join(map(str, v if isinstance(v, list) else [v])))
         ),
+        "singles": _strings,
+        "grid": _grid,
         "designs": _strings,
         "datasets": _strings,
         "seeds": lambda v: tuple(range(v)) if isinstance(v, int) else tuple(int(s) for s in v),
@@ -88,7 +105,10 @@ def load_study_file(path: str | Path) -> StudyDefinition:
         if key not in data:
             continue
         try:
-            fields[key] = convert(data[key])
+            value = convert(data[key])
+            if key == "grid":  # the study's method: a grid of single networks
+                key, value = "singles", fields.get("singles", ()) + value
+            fields[key] = value
         except (ParamSplitError, TypeError, ValueError) as error:
             raise StudyFileError(f"{_where(path, text, key)}: field '{key}': {error}") from None
     try:

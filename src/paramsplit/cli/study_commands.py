@@ -30,7 +30,8 @@ def split_budgets(text: str) -> list[str]:
 
 def _study_name(definition: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:8]
-    return f"{'+'.join(definition['families'])}-{'+'.join(definition['datasets'])}-{digest}"
+    source = "+".join(definition["families"]) or "singles"
+    return f"{source}-{'+'.join(definition['datasets'])}-{digest}"
 
 
 def run(
@@ -39,6 +40,12 @@ def run(
     ] = None,
     family: Annotated[str, typer.Option(help="Families, comma-separated.")] = "resnet",
     budgets: Annotated[str, typer.Option(help="Budgets: 25k,50k,100k.")] = "25k,50k,100k",
+    singles: Annotated[
+        str | None,
+        typer.Option(
+            help="Single networks instead of budgets (the study's method): resnet-20,wrn-16-4."
+        ),
+    ] = None,
     members: Annotated[str, typer.Option(help="Ensemble sizes: 2,4.")] = "2,4",
     designs: Annotated[str, typer.Option(help="Design classes.")] = "single,deq,weq",
     dataset: Annotated[str, typer.Option(help="Datasets, comma-separated.")] = "digits",
@@ -67,7 +74,7 @@ def run(
     import torch
 
     from paramsplit.data import load_dataset
-    from paramsplit.specs import TrainConfig, parse_budget, parse_members
+    from paramsplit.specs import TrainConfig, parse_arch, parse_budget, parse_members
     from paramsplit.store import Store
     from paramsplit.study import (
         StudyDefinition,
@@ -82,9 +89,11 @@ def run(
         raise UsageError(f"--executor must be local or ray, got '{executor}'")
     if threads is not None:
         torch.set_num_threads(threads)
+    by_name = tuple(parse_arch(n).name for n in (singles or "").split(",") if n)
     fields = {
-        "families": tuple(f for f in family.split(",") if f),
-        "budgets": tuple(parse_budget(b) for b in split_budgets(budgets)),
+        "families": () if by_name else tuple(f for f in family.split(",") if f),
+        "budgets": () if by_name else tuple(parse_budget(b) for b in split_budgets(budgets)),
+        "singles": by_name,
         "members": tuple(parse_members(members)),
         "designs": tuple(d for d in designs.split(",") if d),
         "datasets": tuple(d for d in dataset.split(",") if d),
