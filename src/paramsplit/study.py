@@ -177,14 +177,18 @@ def run_study(
     on_progress: ProgressCallback | None = None,
     datasets: dict[str, DatasetTensors] | None = None,
     checkpoint_dir: Path | None = None,
+    register: bool = True,
 ) -> dict[str, int]:
     """Register the study's runs and train every unfinished one; returns the final counts.
+
+    `register=False` skips planning and registering, for a caller that has just done it.
 
     With `checkpoint_dir`, each run saves its state there after every epoch; a run taken
     over from a killed process carries on from its last epoch.
     """
     datasets = datasets or {name: load_dataset(name, device=device) for name in study.datasets}
-    register_study(store, study, datasets)
+    if register:
+        register_study(store, study, datasets)
     worker = default_worker()
     while (run := store.claim_next(study.name, worker, retry_failed=retry_failed)) is not None:
         if on_run is not None:

@@ -50,12 +50,14 @@ def run_study_on_ray(
     retry_failed: bool = False,
     checkpoint_dir: Path | None = None,
     on_run: RunCallback | None = None,
+    register: bool = True,
 ) -> dict[str, int]:
     """Register the study and train its unfinished runs as Ray tasks; the final counts."""
     ray = _ray()
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level="warning")
-    register_study(store, study, datasets)
+    if register:
+        register_study(store, study, datasets)
     device = "cuda" if gpus_per_run > 0 else "cpu"
 
     @ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)

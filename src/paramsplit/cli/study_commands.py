@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 from typing import Annotated, Any
@@ -107,19 +108,19 @@ def run(
     if study_file is not None:
         study = load_study_file(study_file)
     else:
-        probe = StudyDefinition(name="", **fields)  # type: ignore[arg-type]
-        study = StudyDefinition(**{**fields, "name": name or _study_name(probe.to_dict())})  # type: ignore[arg-type]
+        study = StudyDefinition(name=name or "", **fields)  # type: ignore[arg-type]
+        if not name:
+            study = dataclasses.replace(study, name=_study_name(study.to_dict()))
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     datasets = {d: load_dataset(d, device=device) for d in study.datasets}
     with Store.open(db) as store:
         specs, infeasible = register_study(store, study, datasets)
-    for skipped in infeasible:
-        render.console.print(
-            f"[yellow]infeasible[/] {skipped.family} {skipped.design_class} "
-            f"k={skipped.num_members} at {skipped.budget_params:,} on {skipped.dataset}: "
-            f"{render.escape(skipped.reason)}"
-        )
-    with Store.open(db) as store:
+        for skipped in infeasible:
+            render.console.print(
+                f"[yellow]infeasible[/] {skipped.family} {skipped.design_class} "
+                f"k={skipped.num_members} at {skipped.budget_params:,} on {skipped.dataset}: "
+                f"{render.escape(skipped.reason)}"
+            )
         before = store.status_counts(study.name)
         with Progress(
             TextColumn("{task.description}"),
@@ -152,13 +153,13 @@ def run(
                     store, study, datasets, address=address, cpus_per_run=cpus_per_run,
                     gpus_per_run=gpus_per_run, executor=member_executor,
                     retry_failed=retry_failed, checkpoint_dir=checkpoint_dir_for(db),
-                    on_run=on_run,
+                    on_run=on_run, register=False,
                 )  # fmt: skip
             else:
                 counts = run_study(
                     store, study, executor=member_executor, device=device, on_run=on_run,
                     on_progress=on_progress, datasets=datasets, retry_failed=retry_failed,
-                    checkpoint_dir=checkpoint_dir_for(db),
+                    checkpoint_dir=checkpoint_dir_for(db), register=False,
                 )  # fmt: skip
     render.render_status(study.name, counts, None)
 
