@@ -2,9 +2,7 @@
 
 from paramsplit.train.executors import EXECUTORS, Executor, lr_factor, make_executor, member_losses
 from paramsplit.train.loop import (
-    EpochRecord,
     MemberSeeds,
-    TrainResult,
     choose_executor,
     evaluate,
     member_seeds,
@@ -12,6 +10,7 @@ from paramsplit.train.loop import (
     train_design,
 )
 from paramsplit.train.metrics import EnsembleMetrics, ensemble_metrics, expected_calibration_error
+from paramsplit.train.records import EpochRecord, TrainResult
 
 __all__ = [
     "EXECUTORS",

@@ -1,0 +1,142 @@
+"""What a training run leaves behind: one record per epoch, and the run's result."""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from paramsplit.accounting import count_params, profile_arch
+from paramsplit.specs import DesignSpec, InputSpec, TrainConfig
+from paramsplit.train.checkpoint import metrics_from_dict
+from paramsplit.train.metrics import EnsembleMetrics
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    """One epoch. Times in seconds; `elapsed_train_s` sums training time up to this epoch."""
+
+    epoch: int
+    lr: float
+    train_loss: float
+    member_train_loss: tuple[float, ...]
+    val: EnsembleMetrics
+    test: EnsembleMetrics | None
+    epoch_time_s: float
+    compute_time_s: float
+    data_time_s: float
+    eval_time_s: float
+    elapsed_train_s: float
+    train_images_per_s: float
+
+
+@dataclass
+class TrainResult:
+    """A finished (or stopped) training run of one design with one seed."""
+
+    design: DesignSpec
+    dataset: str
+    input_spec: InputSpec
+    seed: int
+    config: TrainConfig
+    executor: str
+    executor_step_ms: dict[str, float]
+    status: str  # "done" or "diverged"
+    reason: str | None
+    epochs: list[EpochRecord]
+    best_epoch: int | None  # by validation accuracy, never by test
+    test: EnsembleMetrics | None  # of the weights from `best_epoch`
+    final_test: EnsembleMetrics | None  # of the weights after the last epoch
+    train_time_s: float
+    device: str
+    member_states: list[dict[str, Tensor]] = field(default_factory=list, repr=False)
+
+    def to_dict(self, target_accuracy: float | None = None) -> dict[str, Any]:
+        """Everything about the run as JSON-ready data; units in every key."""
+        member_params = count_params(self.design.member, self.input_spec)
+        compute_s = sum(r.compute_time_s for r in self.epochs)
+        data_s = sum(r.data_time_s for r in self.epochs)
+        test, final = self.test, self.final_test
+        return {
+            "design": self.design.name,
+            "design_class": self.design.design_class.value,
+            "num_members": self.design.num_members,
+            "family": self.design.member.family,
+            "member": self.design.member.name,
+            "member_params": member_params,
+            "total_params": self.design.num_members * member_params,
+            "flops_per_image": self.design.num_members
+            * profile_arch(self.design.member, self.input_spec).flops_per_image,
+            "dataset": self.dataset,
+            "seed": self.seed,
+            "status": self.status,
+            "reason": self.reason,
+            "executor": self.executor,
+            "executor_step_ms": self.executor_step_ms,
+            "device": self.device,
+            "torch_version": torch.__version__,
+            "num_threads": torch.get_num_threads(),
+            "config": dataclasses.asdict(self.config),
+            "epochs_trained": len(self.epochs),
+            "best_epoch": self.best_epoch,
+            "best_val_accuracy": self.epochs[self.best_epoch - 1].val.accuracy
+            if self.best_epoch
+            else None,
+            "test_accuracy": test.accuracy if test else None,
+            "test_logit_accuracy": test.logit_accuracy if test else None,
+            "test_vote_accuracy": test.vote_accuracy if test else None,
+            "member_test_accuracy": list(test.member_accuracy) if test else None,
+            "test_nll": test.nll if test else None,
+            "test_ece": test.ece if test else None,
+            "final_test_accuracy": final.accuracy if final else None,
+            "train_time_s": self.train_time_s,
+            "compute_time_s": compute_s,
+            "data_time_s": data_s,
+            "epoch_time_s": statistics.median(r.epoch_time_s for r in self.epochs)
+            if self.epochs
+            else None,
+            "train_images_per_s": statistics.median(r.train_images_per_s for r in self.epochs)
+            if self.epochs
+            else None,
+            "target_accuracy": target_accuracy,
+            "time_to_target_s": self.time_to_accuracy_s(target_accuracy)
+            if target_accuracy is not None
+            else None,
+            "curve": [
+                {
+                    "epoch": r.epoch,
+                    "lr": r.lr,
+                    "train_loss": r.train_loss,
+                    "val_accuracy": r.val.accuracy,
+                    "val_nll": r.val.nll,
+                    "test_accuracy": r.test.accuracy if r.test else None,
+                    "epoch_time_s": r.epoch_time_s,
+                    "elapsed_train_s": r.elapsed_train_s,
+                }
+                for r in self.epochs
+            ],
+        }
+
+    def time_to_accuracy_s(self, target: float) -> float | None:
+        """Training time until validation accuracy first reached `target` (a fraction)."""
+        for record in self.epochs:
+            if record.val.accuracy >= target:
+                return record.elapsed_train_s
+        return None
+
+
+def record_from_dict(data: dict[str, Any]) -> EpochRecord:
+    val = metrics_from_dict(data["val"])
+    assert val is not None
+    return EpochRecord(
+        **{
+            **data,
+            "member_train_loss": tuple(data["member_train_loss"]),
+            "val": val,
+            "test": metrics_from_dict(data["test"]),
+        }
+    )
