@@ -13,7 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -390,8 +390,8 @@ def test_what_is_not_a_paramsplit_database_is_refused(tmp_path):
 def test_timestamps_are_utc(store):
     (run_id,) = store.add_runs("s", [spec()]).run_ids
     created = store.run(run_id)["created_at"]
-    assert created.tzinfo == timezone.utc
-    assert abs((datetime.now(timezone.utc) - created).total_seconds()) < 60
+    assert created.tzinfo == UTC
+    assert abs((datetime.now(UTC) - created).total_seconds()) < 60
 
 
 def test_importing_the_store_does_not_import_torch():

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from enum import Enum
+from enum import StrEnum
 
 from paramsplit.errors import BudgetError, ConfigError, InputShapeError, SpecError, UsageError
 from paramsplit.families import FamilyInfo, get_family
@@ -49,13 +49,10 @@ class ArchSpec:
         return self.name
 
 
-class DesignClass(str, Enum):
+class DesignClass(StrEnum):
     SINGLE = "single"
     DEQ = "deq"
     WEQ = "weq"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)

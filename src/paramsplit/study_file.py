@@ -21,11 +21,10 @@ from __future__ import annotations
 
 import dataclasses
 import re
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import tomllib
 
 from paramsplit.errors import ParamSplitError, StudyFileError
 from paramsplit.families import get_family

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
@@ -35,15 +35,12 @@ IMAGEFOLDER_PREFIX = "imagefolder:"
 SPLITS = ("train", "val", "test")
 
 
-class Augmentation(str, Enum):
+class Augmentation(StrEnum):
     """What `DatasetTensors.augment` does during training."""
 
     NONE = "none"  # digits, MNIST, Fashion-MNIST: centred glyphs, the usual recipe has none
     CROP = "crop"  # SVHN: house numbers are not mirror-symmetric
     CROP_FLIP = "crop-flip"  # natural images: the CIFAR recipe
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True)
