@@ -55,6 +55,9 @@ class DesignClass(StrEnum):
     WEQ = "weq"
 
 
+DESIGN_CLASSES = tuple(c.value for c in DesignClass)
+
+
 @dataclass(frozen=True)
 class DesignSpec:
     """A design: k architecturally identical members (k = 1 for a single network)."""

@@ -21,11 +21,17 @@ from paramsplit.accounting import count_params
 from paramsplit.data import DatasetTensors, load_dataset
 from paramsplit.errors import ParamSplitError, UsageError
 from paramsplit.planner import PlannedDesign, plan_budget, plan_single
-from paramsplit.specs import ArchSpec, DesignClass, DesignSpec, InputSpec, TrainConfig, parse_arch
+from paramsplit.specs import (
+    DESIGN_CLASSES,
+    ArchSpec,
+    DesignClass,
+    DesignSpec,
+    InputSpec,
+    TrainConfig,
+    parse_arch,
+)
 from paramsplit.store import Store, default_worker
 from paramsplit.train import train_design
-
-DESIGN_CLASSES = ("single", "deq", "weq")
 
 
 @dataclass(frozen=True)

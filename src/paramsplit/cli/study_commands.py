@@ -85,6 +85,7 @@ def run(
     )
     from paramsplit.study_file import load_study_file
     from paramsplit.study_ray import run_study_on_ray
+    from paramsplit.train import resolve_device
 
     if executor not in ("local", "ray"):
         raise UsageError(f"--executor must be local or ray, got '{executor}'")
@@ -111,7 +112,7 @@ def run(
         study = StudyDefinition(name=name or "", **fields)  # type: ignore[arg-type]
         if not name:
             study = dataclasses.replace(study, name=_study_name(study.to_dict()))
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = resolve_device()
     datasets = {d: load_dataset(d, device=device) for d in study.datasets}
     with Store.open(db) as store:
         specs, infeasible = register_study(store, study, datasets)

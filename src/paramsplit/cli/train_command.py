@@ -9,9 +9,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from paramsplit.cli import render
 from paramsplit.cli.options import JsonFlag
-from paramsplit.errors import ConfigError, UsageError
-
-DESIGN_CLASSES = ("single", "deq", "weq")
+from paramsplit.errors import UsageError
+from paramsplit.specs import DESIGN_CLASSES
 
 
 def _pick_design(rows: list[Any], design_class: str, num_members: int) -> Any:
@@ -66,12 +65,11 @@ def train(
     from paramsplit.data import load_dataset
     from paramsplit.planner import plan_budget
     from paramsplit.specs import TrainConfig, parse_budget
-    from paramsplit.train import EXECUTORS, train_design
+    from paramsplit.train import check_executor_name, resolve_device, train_design
 
     if design not in DESIGN_CLASSES:
         raise UsageError(f"--design must be one of {', '.join(DESIGN_CLASSES)}, got '{design}'")
-    if executor not in ("auto", *EXECUTORS):
-        raise ConfigError(f"unknown executor '{executor}'; allowed: auto, {', '.join(EXECUTORS)}")
+    check_executor_name(executor, allow_auto=True)
     if threads is not None:
         torch.set_num_threads(threads)
     config = TrainConfig(
@@ -87,11 +85,7 @@ def train(
         compile=compile_model,
         test_every_epoch=test_every_epoch,
     )
-    target = (
-        torch.device("cuda" if torch.cuda.is_available() else "cpu")
-        if device == "auto"
-        else torch.device(device)
-    )
+    target = resolve_device(device)
     data = load_dataset(dataset, root=data_root, device=target, download=download)
     rows = plan_budget(
         family,

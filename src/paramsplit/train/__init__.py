@@ -1,6 +1,14 @@
 """Training designs: executors for k members, the epoch loop, metrics."""
 
-from paramsplit.train.executors import EXECUTORS, Executor, lr_factor, make_executor, member_losses
+from paramsplit.train.executors import (
+    EXECUTORS,
+    Executor,
+    check_executor_name,
+    lr_factor,
+    make_executor,
+    member_losses,
+    resolve_device,
+)
 from paramsplit.train.loop import (
     MemberSeeds,
     choose_executor,
@@ -19,6 +27,7 @@ __all__ = [
     "Executor",
     "MemberSeeds",
     "TrainResult",
+    "check_executor_name",
     "choose_executor",
     "ensemble_metrics",
     "evaluate",
@@ -27,6 +36,7 @@ __all__ = [
     "make_executor",
     "member_losses",
     "member_seeds",
+    "resolve_device",
     "restore_executor",
     "train_design",
 ]

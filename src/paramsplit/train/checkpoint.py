@@ -8,14 +8,11 @@ run code.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from pathlib import Path
 from typing import Any
 
 import torch
-
-from paramsplit.train.metrics import EnsembleMetrics
 
 CHECKPOINT_VERSION = 1
 
@@ -36,13 +33,3 @@ def load_checkpoint(path: Path) -> dict[str, Any] | None:
         return None
     state: dict[str, Any] = torch.load(path, map_location="cpu", weights_only=True)
     return state if state.get("version") == CHECKPOINT_VERSION else None
-
-
-def record_to_dict(record: Any) -> dict[str, Any]:
-    return dataclasses.asdict(record)
-
-
-def metrics_from_dict(data: dict[str, Any] | None) -> EnsembleMetrics | None:
-    if data is None:
-        return None
-    return EnsembleMetrics(**{**data, "member_accuracy": tuple(data["member_accuracy"])})

@@ -318,6 +318,17 @@ def make_executor(
     config: TrainConfig,
     device: torch.device,
 ) -> Executor:
-    if name not in _CLASSES:
-        raise ConfigError(f"unknown executor '{name}'; allowed: auto, {', '.join(EXECUTORS)}")
+    check_executor_name(name)
     return _CLASSES[name](arch, input_spec, init_seeds, config, device)
+
+
+def check_executor_name(name: str, *, allow_auto: bool = False) -> None:
+    if name not in _CLASSES and not (allow_auto and name == "auto"):
+        raise ConfigError(f"unknown executor '{name}'; allowed: auto, {', '.join(EXECUTORS)}")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    """`auto` is the GPU where there is one, else the CPU."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

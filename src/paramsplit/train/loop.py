@@ -18,14 +18,10 @@ from torch import Tensor
 from paramsplit.data import DatasetTensors
 from paramsplit.data.loader import eval_batches, member_batches
 from paramsplit.specs import DesignSpec, TrainConfig
-from paramsplit.train.checkpoint import (
-    load_checkpoint,
-    record_to_dict,
-    save_checkpoint,
-)
+from paramsplit.train.checkpoint import load_checkpoint, save_checkpoint
 from paramsplit.train.executors import EXECUTORS, Executor, make_executor
 from paramsplit.train.metrics import EnsembleMetrics, ensemble_metrics
-from paramsplit.train.records import EpochRecord, TrainResult, record_from_dict
+from paramsplit.train.records import EpochRecord, TrainResult, record_from_dict, record_to_dict
 
 EVAL_BATCH = 1024
 AUTO_WARMUP_STEPS = 2

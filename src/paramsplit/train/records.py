@@ -12,7 +12,6 @@ from torch import Tensor
 
 from paramsplit.accounting import count_params, profile_arch
 from paramsplit.specs import DesignSpec, InputSpec, TrainConfig
-from paramsplit.train.checkpoint import metrics_from_dict
 from paramsplit.train.metrics import EnsembleMetrics
 
 
@@ -127,6 +126,17 @@ class TrainResult:
             if record.val.accuracy >= target:
                 return record.elapsed_train_s
         return None
+
+
+def record_to_dict(record: EpochRecord) -> dict[str, Any]:
+    """Plain containers only, as a `weights_only` checkpoint can hold."""
+    return dataclasses.asdict(record)
+
+
+def metrics_from_dict(data: dict[str, Any] | None) -> EnsembleMetrics | None:
+    if data is None:
+        return None
+    return EnsembleMetrics(**{**data, "member_accuracy": tuple(data["member_accuracy"])})
 
 
 def record_from_dict(data: dict[str, Any]) -> EpochRecord:
