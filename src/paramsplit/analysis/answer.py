@@ -1,0 +1,173 @@
+"""The whole answer for one study: designs, win table, ESTs, heat maps, Pareto fronts, curves."""
+
+from __future__ import annotations
+
+import statistics
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from paramsplit.analysis.compare import DEFAULT_ALPHA, Comparison, compare_to_single
+from paramsplit.analysis.designs import DesignKey, DesignSummary, failed_runs, key_of, summarise
+from paramsplit.analysis.pareto import ParetoFront, pareto_fronts
+from paramsplit.analysis.records import RunRecord, records_from_store
+from paramsplit.analysis.switchover import HeatMap, Switchover, find_switchovers, heat_maps
+from paramsplit.errors import StoreError
+
+if TYPE_CHECKING:
+    from paramsplit.store import Store
+
+
+@dataclass(frozen=True)
+class DesignCurve:
+    """A design's learning curve, averaged over seeds at each epoch."""
+
+    key: DesignKey
+    design: str
+    epochs: tuple[int, ...]
+    val_accuracy: tuple[float, ...]
+    elapsed_train_s: tuple[float | None, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "key": list(self.key),
+            "design": self.design,
+            "epochs": list(self.epochs),
+            "val_accuracy": list(self.val_accuracy),
+            "elapsed_train_s": list(self.elapsed_train_s),
+        }
+
+
+def mean_curves(records: Sequence[RunRecord]) -> list[DesignCurve]:
+    groups: dict[DesignKey, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        if record.done and record.curve:
+            groups[key_of(record)].append(record)
+    curves = []
+    for key, runs in sorted(groups.items()):
+        val: dict[int, list[float]] = defaultdict(list)
+        elapsed: dict[int, list[float]] = defaultdict(list)
+        for run in runs:
+            for point in run.curve:
+                if point.val_accuracy is not None:
+                    val[point.epoch].append(point.val_accuracy)
+                if point.elapsed_train_s is not None:
+                    elapsed[point.epoch].append(point.elapsed_train_s)
+        epochs = tuple(sorted(val))
+        curves.append(
+            DesignCurve(
+                key,
+                runs[0].design,
+                epochs,
+                tuple(statistics.fmean(val[e]) for e in epochs),
+                tuple(statistics.fmean(elapsed[e]) if elapsed[e] else None for e in epochs),
+            )
+        )
+    return curves
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything the report shows, computed from run records alone (no torch)."""
+
+    study: str
+    records: tuple[RunRecord, ...]
+    designs: tuple[DesignSummary, ...]
+    comparisons: tuple[Comparison, ...]
+    switchovers: tuple[Switchover, ...]
+    heat_maps: tuple[HeatMap, ...]
+    pareto: tuple[ParetoFront, ...]
+    curves: tuple[DesignCurve, ...]
+    alpha: float
+    require_significance: bool
+
+    @property
+    def failed(self) -> list[RunRecord]:
+        return failed_runs(self.records)
+
+    @property
+    def num_pending(self) -> int:
+        return sum(1 for r in self.records if r.status in ("pending", "running"))
+
+    def on_front(self, summary: DesignSummary) -> bool:
+        return any(summary.key in front.keys for front in self.pareto)
+
+    def select(self, family: str | None = None, dataset: str | None = None) -> list[DesignSummary]:
+        """The designs of one family and dataset (either may be omitted if only one exists)."""
+        return [
+            s
+            for s in self.designs
+            if (family is None or s.family == family) and (dataset is None or s.dataset == dataset)
+        ]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study": self.study,
+            "alpha": self.alpha,
+            "require_significance": self.require_significance,
+            "num_runs": len(self.records),
+            "num_done": sum(1 for r in self.records if r.done),
+            "num_pending": self.num_pending,
+            "failed": [
+                {"run_id": r.run_id, "design": r.design, "seed": r.seed, "reason": r.reason}
+                for r in self.failed
+            ],
+            "designs": [d.to_dict() | {"pareto": self.on_front(d)} for d in self.designs],
+            "comparisons": [c.to_dict() for c in self.comparisons],
+            "switchovers": [s.to_dict() for s in self.switchovers],
+            "heat_maps": [h.to_dict() for h in self.heat_maps],
+            "pareto": [p.to_dict() for p in self.pareto],
+            "curves": [c.to_dict() for c in self.curves],
+        }
+
+
+def analyse(
+    study: str,
+    records: Sequence[RunRecord],
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    require_significance: bool = False,
+) -> Analysis:
+    """Analyse a study's runs: pending and failed ones are counted, never averaged in."""
+    designs = summarise(records)
+    comparisons = compare_to_single(designs, records, alpha=alpha)
+    return Analysis(
+        study=study,
+        records=tuple(records),
+        designs=tuple(designs),
+        comparisons=tuple(comparisons),
+        switchovers=tuple(find_switchovers(comparisons, require_significance=require_significance)),
+        heat_maps=tuple(heat_maps(records)),
+        pareto=tuple(pareto_fronts(designs)),
+        curves=tuple(mean_curves(records)),
+        alpha=alpha,
+        require_significance=require_significance,
+    )
+
+
+def latest_study(store: Store) -> str:
+    """The most recently created study in the database."""
+    studies = store.studies()
+    if not studies:
+        raise StoreError(
+            f"no studies in {store.url}: run one first (paramsplit run or paramsplit demo)"
+        )
+    return str(max(studies, key=lambda s: s["created_at"])["name"])
+
+
+def analyse_store(
+    store: Store,
+    study: str | None = None,
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    require_significance: bool = False,
+) -> Analysis:
+    """Analyse `study` (default: the latest) straight from the results database."""
+    name = study or latest_study(store)
+    return analyse(
+        name,
+        records_from_store(store, name),
+        alpha=alpha,
+        require_significance=require_significance,
+    )

@@ -1,0 +1,229 @@
+"""The answer for one user's budget and constraints, from measured runs.
+
+Candidates are the designs measured at the requested budget. Where that budget was not
+measured, they come from the nearest measured budget within it (or, failing that, the
+nearest above it, which the answer flags as over budget); the recommendation says so. A
+candidate passes when every constraint is met by its mean over seeds; a constraint on a
+quantity a design did not measure excludes it, with that reason. Among the passing
+candidates the objective picks: highest accuracy, or shortest training or latency.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from paramsplit.analysis.designs import DesignSummary
+from paramsplit.analysis.stats import p_value_greater
+from paramsplit.errors import UsageError
+from paramsplit.specs import format_budget
+
+RECOMMEND_OBJECTIVES = ("accuracy", "train-time", "latency")
+
+
+@dataclass(frozen=True)
+class Constraints:
+    """Limits a design must meet. Memory is the measured peak for training (see
+    `paramsplit.measure_memory`); latency is per batch of `batch_size` images."""
+
+    max_latency_ms: float | None = None
+    batch_size: int = 1
+    max_train_time_s: float | None = None
+    max_memory_bytes: int | None = None
+    min_accuracy: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 1:
+            raise UsageError(f"--batch must be at least 1, got {self.batch_size}")
+        for name in ("max_latency_ms", "max_train_time_s", "max_memory_bytes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise UsageError(f"{name} must be positive, got {value}")
+        if self.min_accuracy is not None and not 0 <= self.min_accuracy <= 1:
+            raise UsageError(f"min_accuracy must be a fraction in [0, 1], got {self.min_accuracy}")
+
+
+def latency_ms_at(summary: DesignSummary, batch_size: int) -> float | None:
+    """Latency for one batch: measured at batch 1, else estimated from measured throughput."""
+    if batch_size == 1:
+        return summary.latency_ms_batch1.mean if summary.latency_ms_batch1 else None
+    if summary.throughput_images_per_s is None:
+        return None
+    return 1000.0 * batch_size / summary.throughput_images_per_s.mean
+
+
+@dataclass(frozen=True)
+class Candidate:
+    summary: DesignSummary
+    latency_ms: float | None
+    violations: tuple[str, ...]
+
+    @property
+    def passes(self) -> bool:
+        return not self.violations
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "design": self.summary.design,
+            "label": self.summary.label,
+            "budget_params": self.summary.budget_params,
+            "accuracy": self.summary.accuracy.to_dict(),
+            "latency_ms": self.latency_ms,
+            "passes": self.passes,
+            "violations": list(self.violations),
+            "run_ids": list(self.summary.run_ids),
+        }
+
+
+def check(summary: DesignSummary, constraints: Constraints) -> Candidate:
+    """The candidate with every constraint it breaks, in words with units."""
+    latency = latency_ms_at(summary, constraints.batch_size)
+    violations = []
+    limits = (
+        ("latency", latency, constraints.max_latency_ms, "ms"),
+        (
+            "training time",
+            summary.train_time_s.mean if summary.train_time_s else None,
+            constraints.max_train_time_s,
+            "s",
+        ),
+        (
+            "training memory",
+            summary.peak_train_memory_bytes.mean if summary.peak_train_memory_bytes else None,
+            constraints.max_memory_bytes,
+            "bytes",
+        ),
+    )
+    for name, value, limit, unit in limits:
+        if limit is None:
+            continue
+        if value is None:
+            violations.append(f"{name} not measured")
+        elif value > limit:
+            violations.append(f"{name} {value:,.6g} {unit} > {limit:,.6g} {unit}")
+    floor = constraints.min_accuracy
+    if floor is not None and summary.accuracy.mean < floor:
+        violations.append(f"accuracy {summary.accuracy.mean:.2%} < {floor:.2%}")
+    return Candidate(summary, latency, tuple(violations))
+
+
+def _objective_key(candidate: Candidate, objective: str) -> tuple[float, ...]:
+    """Sort key: smaller is better; ties fall to accuracy, then to fewer parameters."""
+    s = candidate.summary
+    accuracy = -s.accuracy.mean
+    if objective == "accuracy":
+        primary = accuracy
+    elif objective == "train-time":
+        primary = s.train_time_s.mean if s.train_time_s else float("inf")
+    else:
+        primary = candidate.latency_ms if candidate.latency_ms is not None else float("inf")
+    return (primary, accuracy, float(s.total_params))
+
+
+@dataclass(frozen=True)
+class Recommendation:
+    requested_budget: int
+    measured_budget: int | None
+    objective: str
+    constraints: Constraints
+    choice: DesignSummary | None
+    runner_up: DesignSummary | None
+    accuracy_margin: float | None  # choice − runner-up, a fraction
+    p_value: float | None  # one-sided: choice more accurate than runner-up
+    candidates: tuple[Candidate, ...]
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def exact_budget(self) -> bool:
+        return self.measured_budget == self.requested_budget
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "requested_budget": self.requested_budget,
+            "measured_budget": self.measured_budget,
+            "exact_budget": self.exact_budget,
+            "objective": self.objective,
+            "constraints": self.constraints.__dict__,
+            "choice": self.choice.to_dict() if self.choice else None,
+            "runner_up": self.runner_up.to_dict() if self.runner_up else None,
+            "accuracy_margin": self.accuracy_margin,
+            "p_value": self.p_value,
+            "candidates": [c.to_dict() for c in self.candidates],
+            "notes": list(self.notes),
+        }
+
+
+def _budget_to_use(budgets: Sequence[int], requested: int) -> tuple[int, list[str]]:
+    if requested in budgets:
+        return requested, []
+    below = [b for b in budgets if b < requested]
+    above = [b for b in budgets if b > requested]
+    asked = format_budget(requested)
+    if below:
+        used = below[-1]
+        note = (
+            f"{asked} was not measured; answering from {format_budget(used)}, "
+            "the nearest measured budget within it"
+        )
+        if above:
+            note += f" (the next one up is {format_budget(above[0])})"
+        return used, [note]
+    used = above[0]
+    return used, [
+        f"{asked} was not measured and every measured budget is larger; "
+        f"answering from {format_budget(used)}: these designs exceed your budget"
+    ]
+
+
+def recommend(
+    summaries: Sequence[DesignSummary],
+    budget: int,
+    constraints: Constraints | None = None,
+    objective: str = "accuracy",
+) -> Recommendation:
+    """The best measured design for `budget` under `constraints`, and how sure it is.
+
+    `summaries` should be of one family and dataset (see `Analysis.select`).
+    """
+    if objective not in RECOMMEND_OBJECTIVES:
+        raise UsageError(
+            f"unknown objective '{objective}'; allowed: {', '.join(RECOMMEND_OBJECTIVES)}"
+        )
+    constraints = constraints or Constraints()
+    groups = {(s.family, s.dataset) for s in summaries}
+    if len(groups) > 1:
+        names = ", ".join(f"{f} on {d}" for f, d in sorted(groups))
+        raise UsageError(f"the results hold several families or datasets ({names}); pick one")
+    budgets = sorted({s.budget_params for s in summaries})
+    if not budgets:
+        return Recommendation(
+            budget, None, objective, constraints, None, None, None, None, (),
+            ("no finished runs to answer from: run a study first (paramsplit run)",),
+        )  # fmt: skip
+    used, notes = _budget_to_use(budgets, budget)
+    candidates = sorted(
+        (check(s, constraints) for s in summaries if s.budget_params == used),
+        key=lambda c: _objective_key(c, objective),
+    )
+    passing = [c for c in candidates if c.passes]
+    if constraints.batch_size > 1 and constraints.max_latency_ms is not None:
+        notes.append(
+            f"latency at batch {constraints.batch_size} is estimated from measured throughput"
+        )
+    if not passing:
+        notes.append("no measured design meets every constraint; see why for each below")
+        return Recommendation(
+            budget, used, objective, constraints, None, None, None, None, tuple(candidates),
+            tuple(notes),
+        )  # fmt: skip
+    choice = passing[0].summary
+    runner_up = passing[1].summary if len(passing) > 1 else None
+    margin = p_value = None
+    if runner_up is not None:
+        margin = choice.accuracy.mean - runner_up.accuracy.mean
+        p_value = p_value_greater(choice.accuracy, runner_up.accuracy)
+    return Recommendation(
+        budget, used, objective, constraints, choice, runner_up, margin, p_value,
+        tuple(candidates), tuple(notes),
+    )  # fmt: skip
