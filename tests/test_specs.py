@@ -7,6 +7,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import paramsplit as ps
+from paramsplit.errors import UsageError
+from paramsplit.units import parse_bytes, parse_duration_s
 
 # --- budgets ------------------------------------------------------------------------------
 
@@ -232,3 +234,26 @@ def test_parse_input():
 def test_parse_input_rejects(text, num_classes, message):
     with pytest.raises(ps.InputShapeError, match=message):
         ps.parse_input(text, num_classes=num_classes)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90s", 90), ("30m", 1800), ("1.5h", 5400), ("1d", 86400), ("42", 42)]
+)
+def test_durations_parse_to_seconds(text, seconds):
+    assert parse_duration_s(text) == seconds
+
+
+@pytest.mark.parametrize(
+    ("text", "num_bytes"), [("4GB", 4 * 10**9), ("512MiB", 512 * 2**20), ("1.5kb", 1500), ("7", 7)]
+)
+def test_sizes_parse_to_bytes(text, num_bytes):
+    assert parse_bytes(text) == num_bytes
+
+
+def test_bad_durations_and_sizes_are_refused_with_the_allowed_units():
+    with pytest.raises(UsageError, match=r"cannot parse duration '1 week'.*units: s, m, min, h, d"):
+        parse_duration_s("1 week")
+    with pytest.raises(UsageError, match="cannot parse memory size '4 parsecs'"):
+        parse_bytes("4 parsecs")
+    with pytest.raises(UsageError, match="memory size must be positive, got '0GB'"):
+        parse_bytes("0GB")
