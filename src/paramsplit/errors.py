@@ -49,3 +49,7 @@ class StoreError(ParamSplitError):
 
 class StudyFileError(ParamSplitError):
     """A study file that cannot be read, is not valid TOML, or has a bad field."""
+
+
+class ReportError(ParamSplitError):
+    """A report that cannot be written where it was asked to go."""

@@ -7,6 +7,7 @@ from typing import Annotated
 import typer
 
 from paramsplit.cli import render
+from paramsplit.cli.answer_commands import recommend, report
 from paramsplit.cli.options import ClassesOption, InputOption, JsonFlag, reports_errors
 from paramsplit.cli.study_commands import run, status
 from paramsplit.cli.train_command import train
@@ -105,3 +106,5 @@ def plan(
 app.command()(reports_errors(train))
 app.command()(reports_errors(run))
 app.command()(reports_errors(status))
+app.command()(reports_errors(report))
+app.command()(reports_errors(recommend))

@@ -1,0 +1,153 @@
+"""`paramsplit report` and `paramsplit recommend`: the answer, read from the results database.
+
+Neither imports torch: reading results is fast anywhere.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from paramsplit.cli import render, render_answer
+from paramsplit.cli.options import JsonFlag
+from paramsplit.cli.study_commands import DbOption
+from paramsplit.errors import UsageError
+
+if TYPE_CHECKING:
+    from paramsplit.analysis import Analysis, DesignSummary
+
+StudyOption = Annotated[
+    str | None, typer.Option("--study", help="Study name (default: the latest).")
+]
+AlphaOption = Annotated[
+    float, typer.Option(help="Significance level of the one-sided Welch t-test across seeds.")
+]
+SignificanceFlag = Annotated[
+    bool,
+    typer.Option(
+        "--require-significance",
+        help="Count an ensemble as winning only where p < alpha (else: by mean over seeds).",
+    ),
+]
+
+
+def _load(db: str, study: str | None, alpha: float, require_significance: bool) -> Analysis:
+    from paramsplit.analysis import analyse_store
+    from paramsplit.store import Store
+
+    if not 0 < alpha < 1:
+        raise UsageError(f"--alpha must be in (0, 1), got {alpha}")
+    with Store.open(db) as store:
+        return analyse_store(store, study, alpha=alpha, require_significance=require_significance)
+
+
+def _one_group(analysis: Analysis, family: str | None, dataset: str | None) -> list[DesignSummary]:
+    designs = analysis.select(family, dataset)
+    groups = sorted({(d.family, d.dataset) for d in designs})
+    if len(groups) > 1:
+        names = ", ".join(f"--family {f} --dataset {d}" for f, d in groups)
+        raise UsageError(
+            f"study '{analysis.study}' holds several families or datasets; pick one: {names}"
+        )
+    return designs
+
+
+def report(
+    study: StudyOption = None,
+    db: DbOption = "paramsplit.db",
+    html: Annotated[
+        str | None,
+        typer.Option(
+            help="Where to write the HTML report (default: report.html; none with --json)."
+        ),
+    ] = None,
+    budget: Annotated[
+        str | None, typer.Option(help="Also recommend a design for this budget, e.g. 50k.")
+    ] = None,
+    alpha: AlphaOption = 0.05,
+    require_significance: SignificanceFlag = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """The study's answer: ESTs, designs, the win table, Pareto front; an HTML report."""
+    from paramsplit.analysis import recommend as recommend_design
+    from paramsplit.specs import parse_budget
+
+    analysis = _load(db, study, alpha, require_significance)
+    answer = None
+    if budget is not None:
+        answer = recommend_design(_one_group(analysis, None, None), parse_budget(budget))
+    files: list[Path] = []
+    if html is not None or not as_json:
+        from paramsplit.report import write_report
+
+        written = write_report(analysis, Path(html or "report.html"), recommendation=answer)
+        files = written.paths()
+    if as_json:
+        data = analysis.to_dict()
+        data["recommendation"] = answer.to_dict() if answer else None
+        render.print_json(data | {"files": [str(p) for p in files]})
+        return
+    render_answer.render_analysis(analysis)
+    if answer is not None:
+        render_answer.render_recommendation(answer)
+    for path in files:
+        render.console.print(f"wrote {render.escape(str(path))}")
+
+
+def recommend(
+    budget: Annotated[str, typer.Option(help="Parameter budget: 1M, 250k, 2e6.")],
+    max_latency_ms: Annotated[
+        float | None, typer.Option(help="Largest inference latency per batch, in ms.")
+    ] = None,
+    batch: Annotated[int, typer.Option(help="Batch size the latency limit is for.")] = 1,
+    max_train_time: Annotated[
+        str | None, typer.Option(help="Longest training time: 1h, 30m, 90s.")
+    ] = None,
+    max_memory: Annotated[
+        str | None, typer.Option(help="Most training memory (measured peak): 4GB, 512MiB.")
+    ] = None,
+    min_accuracy: Annotated[
+        float | None, typer.Option(help="Lowest test accuracy, in percent: 95.")
+    ] = None,
+    objective: Annotated[
+        str, typer.Option(help="What to optimise: accuracy, train-time or latency.")
+    ] = "accuracy",
+    family: Annotated[str | None, typer.Option(help="Family, if the study has several.")] = None,
+    dataset: Annotated[str | None, typer.Option(help="Dataset, if the study has several.")] = None,
+    study: StudyOption = None,
+    db: DbOption = "paramsplit.db",
+    alpha: AlphaOption = 0.05,
+    as_json: JsonFlag = False,
+) -> None:
+    """The best measured design for a budget, your constraints and objective."""
+    from paramsplit.analysis import Constraints
+    from paramsplit.analysis import recommend as recommend_design
+    from paramsplit.specs import parse_budget
+    from paramsplit.units import parse_bytes, parse_duration_s
+
+    if min_accuracy is not None and not 0 <= min_accuracy <= 100:
+        raise UsageError(f"--min-accuracy is a percentage in [0, 100], got {min_accuracy}")
+    constraints = Constraints(
+        max_latency_ms=max_latency_ms,
+        batch_size=batch,
+        max_train_time_s=parse_duration_s(max_train_time) if max_train_time else None,
+        max_memory_bytes=parse_bytes(max_memory) if max_memory else None,
+        min_accuracy=min_accuracy / 100 if min_accuracy is not None else None,
+    )
+    requested = parse_budget(budget)
+    analysis = _load(db, study, alpha, False)
+    designs = _one_group(analysis, family, dataset)
+    answer = recommend_design(designs, requested, constraints, objective)
+    if as_json:
+        render.print_json(answer.to_dict() | {"study": analysis.study})
+        return
+    render_answer.render_recommendation(answer)
+    if not answer.exact_budget and designs:
+        first = designs[0]
+        render.console.print(
+            f"  to measure {budget} itself: paramsplit run --family {first.family} "
+            f"--budgets {budget} --dataset {render.escape(first.dataset)}",
+            style="dim",
+        )

@@ -1,0 +1,72 @@
+"""How numbers read in the report: one place, so that tables and figures agree.
+
+Every formatter returns `MISSING` for a quantity that was not measured, never a zero. Units
+live in the column headers, so cells hold bare numbers.
+"""
+
+from __future__ import annotations
+
+from paramsplit.analysis import Stat
+
+MISSING = "—"
+BYTES_PER_MB = 1_000_000  # decimal megabytes, as `paramsplit.units` parses "4GB"
+
+
+def short_budget(params: float) -> str:
+    """A parameter count to three significant figures: 50000 -> '50k', 1272474 -> '1.27M'."""
+    for suffix, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if params >= scale:
+            return f"{params / scale:.3g}{suffix}"
+    return f"{params:.3g}"
+
+
+def number(value: float | None, digits: int = 3) -> str:
+    """`digits` significant figures, but never scientific notation: 0.0123, 4.56, 1,234."""
+    if value is None:
+        return MISSING
+    if abs(value) >= 10 ** (digits - 1):
+        return f"{value:,.0f}"
+    return f"{value:.{digits}g}"
+
+
+def stat_text(stat: Stat | None, scale: float = 1.0, digits: int = 3) -> str:
+    """'98.6 ± 0.3': mean ± sample std over seeds; the mean alone with one seed."""
+    if stat is None:
+        return MISSING
+    mean = number(stat.mean * scale, digits)
+    if stat.std is None:
+        return mean
+    return f"{mean} ± {number(stat.std * scale, 2)}"
+
+
+def accuracy_text(stat: Stat | None) -> str:
+    """Accuracy in percent with one decimal: '98.6 ± 0.3'."""
+    if stat is None:
+        return MISSING
+    mean = f"{stat.mean * 100:.1f}"
+    return mean if stat.std is None else f"{mean} ± {stat.std * 100:.1f}"
+
+
+def memory_text(stat: Stat | None) -> str:
+    return stat_text(stat, scale=1 / BYTES_PER_MB)
+
+
+def ratio_text(value: float | None) -> str:
+    """'1.23×': ensemble cost over the single network's."""
+    return MISSING if value is None else f"{value:.2f}×"
+
+
+def points_text(gain: float) -> str:
+    """An accuracy difference in percentage points, signed: '+1.2'."""
+    return f"{gain * 100:+.2f}"
+
+
+def p_value_text(p_value: float | None) -> str:
+    if p_value is None:
+        return MISSING
+    return "< 0.001" if p_value < 0.001 else f"{p_value:.3f}"
+
+
+def mean_of(stat: Stat | None, scale: float = 1.0) -> float | None:
+    """The mean to sort a column by (None sorts last)."""
+    return None if stat is None else stat.mean * scale

@@ -1,0 +1,149 @@
+"""`paramsplit report` and `paramsplit recommend` on a results database of hand-written runs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from paramsplit.cli import app
+from paramsplit.store import Store
+
+runner = CliRunner()
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+# budget: {(class, k): (member, test accuracy per seed, latency ms)}
+RESULTS = {
+    10_000: {
+        ("single", 1): ("resnet-20-3", (0.950, 0.952, 0.954), 1.0),
+        ("deq", 2): ("resnet-20-2", (0.930, 0.935, 0.940), 2.0),
+        ("weq", 2): ("resnet-8-3", (0.945, 0.946, 0.947), 1.2),
+    },
+    40_000: {
+        ("single", 1): ("resnet-20-5", (0.960, 0.962, 0.964), 1.5),
+        ("deq", 2): ("resnet-20-4", (0.975, 0.978, 0.981), 3.0),
+        ("weq", 2): ("resnet-8-5", (0.970, 0.971, 0.972), 1.4),
+    },
+}
+
+
+def fill_store(path: Path, study: str = "hand-written") -> None:
+    """A finished study: 2 budgets × single/deq/weq at k=2 × 3 seeds, with curves."""
+    with Store.open(path) as store:
+        store.add_study(study, {"name": study})
+        specs, results = [], {}
+        for budget, designs in RESULTS.items():
+            for (design_class, k), (member, accuracies, latency_ms) in designs.items():
+                for seed, accuracy in enumerate(accuracies):
+                    spec = {
+                        "family": "resnet", "design_class": design_class, "num_members": k,
+                        "member": member, "member_depth": int(member.split("-")[1]),
+                        "member_width": int(member.split("-")[2]),
+                        "total_params": budget - 500, "budget_params": budget,
+                        "ratio": (budget - 500) / budget, "dataset": "digits",
+                        "config": {"epochs": 2}, "seed": seed,
+                    }  # fmt: skip
+                    specs.append(spec)
+                    results[(design_class, k, member, seed)] = {
+                        "test_accuracy": accuracy, "best_val_accuracy": accuracy,
+                        "train_time_s": 2.0 * k, "epoch_time_s": 1.0 * k,
+                        "latency_ms_batch1": latency_ms, "throughput_images_per_s": 500.0 / k,
+                        "peak_train_memory_bytes": 2_000_000 // k,
+                        "curve": [
+                            {"epoch": 1, "val_accuracy": accuracy - 0.05, "elapsed_train_s": k},
+                            {"epoch": 2, "val_accuracy": accuracy, "elapsed_train_s": 2.0 * k},
+                        ],
+                    }  # fmt: skip
+        store.add_runs(study, specs)
+        while (run := store.claim_next(study, "test")) is not None:
+            spec = run["spec"]
+            key = (spec["design_class"], spec["num_members"], spec["member"], spec["seed"])
+            store.finish(run["run_id"], results[key])
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    path = tmp_path / "results.db"
+    fill_store(path)
+    return str(path)
+
+
+def invoke(*args: str):
+    result = runner.invoke(app, list(args))
+    return result, ANSI_ESCAPE.sub("", result.stdout), ANSI_ESCAPE.sub("", result.stderr)
+
+
+def test_report_prints_the_answer_and_writes_the_html_report(db, tmp_path):
+    html = tmp_path / "out" / "study.html"
+    result, out, err = invoke("report", "--db", db, "--html", str(html), "--budget", "40k")
+    assert result.exit_code == 0, err
+    assert "hand-written: 18 runs done, 0 failed, 0 not run yet" in out
+    assert "resnet on digits, deq k=2: EST = 40k" in out
+    assert "resnet on digits, weq k=2: EST = 40k" in out
+    assert "97.80 ± 0.30 % (3)" in out  # deq at 40k: mean ± std over 3 seeds
+    assert "build 2x resnet-20-4" in out
+    assert f"wrote {html}" in " ".join(out.split())
+    assert html.is_file() and "<html" in html.read_text()
+
+
+def test_report_json_is_the_analysis_and_names_the_latest_study(db):
+    result, out, _ = invoke("report", "--db", db, "--json")
+    assert result.exit_code == 0
+    data = json.loads(out)
+    assert data["study"] == "hand-written"
+    assert data["files"] == []  # --json alone writes no HTML
+    assert {s["est_budget"] for s in data["switchovers"]} == {40_000}
+    assert len(data["designs"]) == 6 and len(data["comparisons"]) == 4
+
+
+def test_report_can_require_significance(db):
+    result, out, _ = invoke("report", "--db", db, "--json", "--require-significance")
+    data = json.loads(out)
+    assert all(s["require_significance"] for s in data["switchovers"])
+    result, _, err = invoke("report", "--db", db, "--json", "--alpha", "2")
+    assert result.exit_code == 2
+    assert "--alpha must be in (0, 1), got 2" in err
+
+
+def test_recommend_under_a_latency_limit(db):
+    result, out, err = invoke("recommend", "--db", db, "--budget", "40k", "--max-latency-ms", "2")
+    assert result.exit_code == 0, err
+    assert "build 2x resnet-8-5 (weq k=2" in out
+    assert "latency 3 ms > 2 ms" in out
+
+
+def test_recommend_json_for_an_unmeasured_budget(db):
+    result, out, _ = invoke(
+        "recommend", "--db", db, "--budget", "25k", "--max-memory", "1.5MB", "--json"
+    )
+    assert result.exit_code == 0
+    answer = json.loads(out)
+    assert (answer["measured_budget"], answer["exact_budget"]) == (10_000, False)
+    assert answer["choice"]["design"] == "2x resnet-8-3"  # the single network needs 2 MB
+    assert answer["constraints"]["max_memory_bytes"] == 1_500_000
+    assert "25k was not measured; answering from 10k" in answer["notes"][0]
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--max-train-time", "soon"], "cannot parse duration 'soon'"),
+        (["--objective", "speed"], "unknown objective 'speed'; allowed: accuracy"),
+        (["--min-accuracy", "120"], "--min-accuracy is a percentage in [0, 100], got 120"),
+        (["--study", "nope"], "unknown study 'nope'"),
+    ],
+)
+def test_recommend_refuses_bad_input_in_one_line(db, args, message):
+    result, _, err = invoke("recommend", "--db", db, "--budget", "40k", *args)
+    assert result.exit_code in (1, 2)
+    assert message in err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_report_on_an_empty_database_says_to_run_a_study(tmp_path):
+    result, _, err = invoke("report", "--db", str(tmp_path / "none.db"))
+    assert result.exit_code == 1
+    assert "no studies in" in err and "paramsplit demo" in err
