@@ -85,7 +85,7 @@ def test_report_prints_the_answer_and_writes_the_html_report(db, tmp_path):
     assert "resnet on digits, weq k=2: EST = 40k" in out
     assert "97.80 ± 0.30 % (3)" in out  # deq at 40k: mean ± std over 3 seeds
     assert "build 2x resnet-20-4" in out
-    assert f"wrote {html}" in " ".join(out.split())
+    assert f"report: {html}" in " ".join(out.split())
     assert html.is_file() and "<html" in html.read_text()
 
 

@@ -78,22 +78,22 @@ def report(
     answer = None
     if budget is not None:
         answer = recommend_design(_one_group(analysis, None, None), parse_budget(budget))
-    files: list[Path] = []
+    written = None
     if html is not None or not as_json:
         from paramsplit.report import write_report
 
         written = write_report(analysis, Path(html or "report.html"), recommendation=answer)
-        files = written.paths()
     if as_json:
         data = analysis.to_dict()
         data["recommendation"] = answer.to_dict() if answer else None
-        render.print_json(data | {"files": [str(p) for p in files]})
+        files = [str(p) for p in written.paths()] if written else []
+        render.print_json(data | {"files": files})
         return
     render_answer.render_analysis(analysis)
     if answer is not None:
         render_answer.render_recommendation(answer)
-    for path in files:
-        render.console.print(f"wrote {render.escape(str(path))}")
+    if written is not None:
+        render_answer.render_report_files(written)
 
 
 def recommend(

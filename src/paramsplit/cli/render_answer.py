@@ -13,6 +13,7 @@ from paramsplit.specs import format_budget
 
 if TYPE_CHECKING:  # type names only: rendering must not import torch
     from paramsplit.analysis import Analysis, Candidate, Recommendation, Stat
+    from paramsplit.report import ReportFiles
 
 
 def accuracy_text(stat: Stat | None) -> str:
@@ -181,3 +182,11 @@ def render_recommendation(answer: Recommendation) -> None:
             "✓" if candidate.passes else escape("; ".join(candidate.violations)),
         )
     console.print(table)
+
+
+def render_report_files(files: ReportFiles) -> None:
+    console.print(
+        f"[bold]report:[/] {escape(str(files.html))} "
+        f"[dim](figures as PNG, tables as CSV and the analysis as JSON in "
+        f"{escape(str(files.folder))}/)[/]"
+    )
