@@ -1,16 +1,20 @@
-"""Overhead per run of the study machinery: local runner and Ray, against bare training.
+"""What the study machinery costs per run, what measuring costs, and what workers buy.
 
-For the same runs, it times `train_design` called directly, then the whole study through
-`run_study` (store, claims, per-epoch records, checkpoints) and through the Ray executor
-(tasks, object store, result streaming; Ray started beforehand). Overhead per run =
-(study wall time − bare training time) / runs, also as a share of a 10-second run.
-Run: `.venv/bin/python benchmarks/study.py [--epochs 6] [--no-ray]`.
+1. Overhead: for the same runs, `train_design` called directly against the whole study
+   through `run_study` (store, claims, per-epoch records, checkpoints) and through the Ray
+   executor (tasks, object store, result streaming; Ray started beforehand). Overhead per
+   run = (study wall time − bare training time) / runs, also as a share of a 10-second run.
+2. Measuring after training: seconds per run for latency and throughput alone, and with
+   peak memory (two child processes of the memory server), against the training time.
+3. Local workers: one study run with 1 and with 2 worker processes (1 torch thread each).
+Run: `.venv/bin/python benchmarks/study.py [--epochs 6] [--no-ray] [--only workers]`.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -19,26 +23,21 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from paramsplit.data import load_dataset
+from paramsplit.data import DatasetTensors, load_dataset
+from paramsplit.measure import peak_memory_bytes
+from paramsplit.measure_memory import MemoryRequest
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store
 from paramsplit.study import StudyDefinition, expand_study, run_study, train_run
 
 REFERENCE_RUN_S = 10.0
+SECTIONS = ("overhead", "measure", "workers")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--no-ray", action="store_true")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    digits = load_dataset("digits")
-    datasets = {"digits": dataclasses.replace(digits, train_images=digits.train_images[:512],
-                                              train_labels=digits.train_labels[:512])}  # fmt: skip
+def overhead(datasets: dict[str, DatasetTensors], epochs: int, with_ray: bool) -> Table:
     study = StudyDefinition(
         "overhead", ("resnet",), (5_000, 10_000), members=(2,), designs=("single", "deq"),
-        config=TrainConfig(epochs=args.epochs, batch_size=64),
+        config=TrainConfig(epochs=epochs, batch_size=64), measure="none",
     )  # fmt: skip
     specs, _ = expand_study(study, datasets)
     cpu = torch.device("cpu")
@@ -59,7 +58,7 @@ def main() -> None:
         run_study(store, study, executor="loop", datasets=datasets,
                   checkpoint_dir=Path(folder) / "ckpt")  # fmt: skip
         rows.append(("local", time.perf_counter() - began))
-        if not args.no_ray:
+        if with_ray:
             import ray
 
             from paramsplit.study_ray import run_study_on_ray
@@ -76,7 +75,9 @@ def main() -> None:
     bare_s = (bare_before_s + bare_after_s) / 2
 
     table = Table(
-        title=f"Study overhead per run ({len(specs)} runs of ~{bare_s / len(specs):.1f} s)"
+        title=f"Study overhead per run ({len(specs)} runs of ~{bare_s / len(specs):.1f} s)",
+        caption=f"bare training before and after: {bare_before_s:.2f} s / {bare_after_s:.2f} s "
+        "(the difference is the host's own drift)",
     )
     for column in ("executor", "study wall s", "bare training s", "overhead / run ms",
                    f"% of a {REFERENCE_RUN_S:g} s run"):  # fmt: skip
@@ -85,9 +86,84 @@ def main() -> None:
         per_run_ms = 1000 * (wall_s - bare_s) / len(specs)
         table.add_row(label, f"{wall_s:.2f}", f"{bare_s:.2f}", f"{per_run_ms:.0f}",
                       f"{per_run_ms / 10 / REFERENCE_RUN_S:.1f}%")  # fmt: skip
-    Console().print(table)
-    print(f"bare training before and after: {bare_before_s:.2f} s / {bare_after_s:.2f} s "
-          "(the difference is the host's own drift)")  # fmt: skip
+    return table
+
+
+def measurement(datasets: dict[str, DatasetTensors], epochs: int) -> Table:
+    """Each run trained twice, measured once with latency only and once with memory too."""
+    study = StudyDefinition(
+        "measure", ("resnet",), (10_000, 40_000), members=(2, 4),
+        config=TrainConfig(epochs=epochs, batch_size=64),
+    )  # fmt: skip
+    specs, _ = expand_study(study, datasets)
+    began = time.perf_counter()  # the memory server starts once per process
+    request = MemoryRequest("resnet-8-2", 1, "loop", "1x8x8", 10, batch_size=64, mode="train")
+    peak_memory_bytes(dataclasses.replace(request, num_threads=1))
+    server_s = time.perf_counter() - began
+    cpu = torch.device("cpu")
+    table = Table(
+        title=f"Measuring after training, seconds per run (digits, {epochs} epochs)",
+        caption=f"memory server start, once per process: {server_s:.1f} s",
+    )
+    for column in ("design", "executor", "train s", "latency s", "latency + memory s"):
+        table.add_column(column, justify="right")
+    totals: dict[str, list[float]] = {"train": [], "latency": [], "all": []}
+    for spec in specs:
+        _, latency = train_run(spec, datasets["digits"], "auto", cpu, None, measure="latency")
+        _, full = train_run(spec, datasets["digits"], "auto", cpu, None, measure="all")
+        figures = {
+            "train": latency["train_time_s"],
+            "latency": latency["measure_time_s"],
+            "all": full["measure_time_s"],
+        }
+        for key, value in figures.items():
+            totals[key].append(value)
+        table.add_row(latency["design"], latency["executor"],
+                      *(f"{value:.2f}" for value in figures.values()))  # fmt: skip
+    table.add_row("median", "", *(f"{statistics.median(v):.2f}" for v in totals.values()))
+    return table
+
+
+def workers(datasets: dict[str, DatasetTensors], epochs: int) -> Table:
+    study = StudyDefinition(
+        "workers", ("resnet",), (5_000, 10_000, 20_000), members=(2,), seeds=(0, 1),
+        config=TrainConfig(epochs=epochs, batch_size=64), measure="none",
+    )  # fmt: skip
+    specs, _ = expand_study(study, datasets)
+    table = Table(title=f"Local workers: {len(specs)} runs, digits, {epochs} epochs")
+    for column in ("workers", "threads each", "wall s", "runs / min", "speed-up"):
+        table.add_column(column, justify="right")
+    first_s = None
+    with tempfile.TemporaryDirectory() as folder:
+        for count in (1, 2):
+            store = Store.open(Path(folder) / f"{count}.db")
+            began = time.perf_counter()
+            run_study(store, study, datasets=datasets, workers=count, threads=1)
+            wall_s = time.perf_counter() - began
+            first_s = first_s or wall_s
+            table.add_row(str(count), "1", f"{wall_s:.1f}", f"{60 * len(specs) / wall_s:.1f}",
+                          f"{first_s / wall_s:.2f}×")  # fmt: skip
+    return table
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--no-ray", action="store_true")
+    parser.add_argument("--only", choices=SECTIONS, action="append")
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    digits = load_dataset("digits")
+    small = {"digits": dataclasses.replace(digits, train_images=digits.train_images[:512],
+                                           train_labels=digits.train_labels[:512])}  # fmt: skip
+    console = Console()
+    sections = args.only or SECTIONS
+    if "overhead" in sections:
+        console.print(overhead(small, args.epochs, with_ray=not args.no_ray))
+    if "measure" in sections:
+        console.print(measurement(small, args.epochs))
+    if "workers" in sections:
+        console.print(workers({"digits": digits}, args.epochs))
 
 
 if __name__ == "__main__":

@@ -462,3 +462,38 @@ def test_train_rejects_bad_input_in_one_line(args, code, message):
     result = invoke("train", *[item for pair in base.items() for item in pair], "--no-measure")
     assert result.exit_code == code, result.output
     assert re.search(message, error_line(result.stderr))
+
+
+# --- paramsplit run -------------------------------------------------------------------------
+
+
+def test_run_measures_every_run_and_a_rerun_measuring_nothing_finds_the_same_study(tmp_path):
+    db = str(tmp_path / "study.db")
+    flags = ("--budgets", "5k", "--designs", "single", "--seeds", "2", "--epochs", "1",
+             "--batch-size", "64", "--db", db)  # fmt: skip
+    first = invoke("run", *flags, "--measure", "latency")
+    assert first.exit_code == 0, first.output
+    assert "2 done" in first.stdout
+    (study,) = ps.Store.open(db).studies()
+    runs = ps.Store.open(db).runs(study["name"])
+    assert all(run["latency_ms_batch1"] > 0 for run in runs)
+    assert all(run["peak_train_memory_bytes"] is None for run in runs)  # latency only
+    # What is measured is not part of the study: the same flags find it, nothing runs again.
+    again = invoke("run", *flags, "--measure", "none")
+    assert again.exit_code == 0, again.output
+    assert again.stdout.startswith(f"{study['name']}: 2 done")
+    assert all(run["attempts"] == 1 for run in ps.Store.open(db).runs(study["name"]))
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--measure", "memory"], "measure must be one of all, first-seed, latency, none"),
+        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--workers", "2", "--executor", "ray"], "--workers is for the local executor"),
+    ],
+)
+def test_run_rejects_bad_options_in_one_line(tmp_path, args, message):
+    result = invoke("run", "--budgets", "5k", "--db", str(tmp_path / "study.db"), *args)
+    assert result.exit_code == 2, result.output
+    assert re.search(message, error_line(result.stderr))

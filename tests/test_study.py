@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import signal
@@ -15,8 +16,8 @@ import paramsplit as ps
 from paramsplit.cli.study_commands import split_budgets
 from paramsplit.data import load_dataset
 from paramsplit.specs import TrainConfig
-from paramsplit.store import Store
-from paramsplit.study import StudyDefinition, expand_study, run_study
+from paramsplit.store import Store, default_worker
+from paramsplit.study import StudyDefinition, expand_study, register_study, run_study
 from paramsplit.study_file import load_study_file
 
 
@@ -34,6 +35,7 @@ def _study(**changes):
         "budgets": (5_000, 10_000),
         "members": (2,),
         "config": TrainConfig(epochs=1, batch_size=64),
+        "measure": "none",  # measuring has tests of its own
     }
     return StudyDefinition(**{**fields, **changes})
 
@@ -75,6 +77,71 @@ def test_study_definitions_are_validated():
         _study(designs=("single", "both"))
     with pytest.raises(ps.UsageError, match="a study needs families and budgets, or single"):
         _study(budgets=())
+    with pytest.raises(
+        ps.UsageError, match="measure must be one of all, first-seed, latency, none, got 'some'"
+    ):
+        _study(measure="some")
+
+
+def test_runs_are_measured_after_training_and_memory_once_per_design(tmp_path, small_digits):
+    store = Store.open(tmp_path / "study.db")
+    study = _study(budgets=(5_000,), designs=("single", "deq"), seeds=(3, 7), measure="first-seed")
+    run_study(store, study, datasets=small_digits)
+    runs = store.runs("tiny")
+    assert [run["status"] for run in runs] == ["done"] * 4
+    for run in runs:
+        assert run["latency_ms_batch1"] > 0 and run["throughput_images_per_s"] > 0
+        assert run["metrics"]["loop_latency_ms_batch1"] > 0
+        # Memory does not depend on the seed: measured for the lowest seed only.
+        assert (run["peak_train_memory_bytes"] is not None) == (run["seed"] == 3)
+        assert (run["peak_inference_memory_bytes"] is not None) == (run["seed"] == 3)
+    # What is measured does not change the runs: measuring nothing finds them all done.
+    again = dataclasses.replace(study, name="again", measure="none")
+    register_study(store, again, small_digits)
+    assert [run["run_id"] for run in store.runs("again")] == [run["run_id"] for run in runs]
+    assert store.status_counts("again")["done"] == 4
+
+
+def test_a_failed_measurement_keeps_the_trained_result(tmp_path, small_digits, monkeypatch):
+    def broken_timer(*args, **kwargs):
+        raise RuntimeError("no timer here")
+
+    monkeypatch.setattr("paramsplit.study.measure_design", broken_timer)
+    store = Store.open(tmp_path / "study.db")
+    study = _study(budgets=(5_000,), designs=("single",), measure="latency")
+    assert run_study(store, study, datasets=small_digits)["done"] == 1
+    (run,) = store.runs("tiny")
+    assert 0 <= run["test_accuracy"] <= 1 and run["latency_ms_batch1"] is None
+    assert run["metrics"]["measure_error"] == "RuntimeError: no timer here"
+
+
+def test_two_workers_finish_a_study_and_do_each_run_once(tmp_path, small_digits):
+    store = Store.open(tmp_path / "study.db")
+    me = default_worker()
+
+    def wait_for_the_other_worker(event, run):
+        # This process's first run waits until the spawned worker (seconds to start) has
+        # claimed one, so that both surely work.
+        deadline = time.monotonic() + 120
+        while event == "start" and all(r["worker"] in (None, me) for r in store.runs("tiny")):
+            assert time.monotonic() < deadline, "the second worker never claimed a run"
+            time.sleep(0.1)
+
+    study = _study(seeds=(0, 1))
+    counts = run_study(
+        store, study, datasets=small_digits, workers=2, on_run=wait_for_the_other_worker
+    )
+    runs = store.runs("tiny")
+    assert (
+        counts["done"] == counts["total"] == len(runs) == len(expand_study(study, small_digits)[0])
+    )
+    assert all(run["attempts"] == 1 for run in runs)  # nobody ran a run twice
+    assert len({run["worker"] for run in runs}) == 2
+
+
+def test_workers_must_be_at_least_one(tmp_path, small_digits):
+    with pytest.raises(ps.UsageError, match="workers must be >= 1, got 0"):
+        run_study(Store.open(tmp_path / "study.db"), _study(), datasets=small_digits, workers=0)
 
 
 def test_budget_lists_keep_thousands_separators():
@@ -86,18 +153,21 @@ def test_budget_lists_keep_thousands_separators():
 # A study in a child process: small digits, 3 epochs a run, checkpoints beside the database.
 CHILD = """
 import dataclasses, sys, torch
-torch.set_num_threads(1)
 from paramsplit.data import load_dataset
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store
 from paramsplit.study import StudyDefinition, checkpoint_dir_for, run_study
-db = sys.argv[1]
-digits = load_dataset("digits")
-small = dataclasses.replace(digits, train_images=digits.train_images[:256],
-                            train_labels=digits.train_labels[:256])
-study = StudyDefinition("killed", ("resnet",), (5_000, 10_000), members=(2,),
-                        designs=("single", "deq"), config=TrainConfig(epochs=3, batch_size=64))
-run_study(Store.open(db), study, datasets={"digits": small}, checkpoint_dir=checkpoint_dir_for(db))
+if __name__ == "__main__":  # worker processes import this file; they must not run it
+    torch.set_num_threads(1)
+    db, workers = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    digits = load_dataset("digits")
+    small = dataclasses.replace(digits, train_images=digits.train_images[:256],
+                                train_labels=digits.train_labels[:256])
+    study = StudyDefinition("killed", ("resnet",), (5_000, 10_000), members=(2,),
+                            designs=("single", "deq"), config=TrainConfig(epochs=3, batch_size=64),
+                            measure="none")
+    run_study(Store.open(db), study, datasets={"digits": small},
+              checkpoint_dir=checkpoint_dir_for(db), workers=workers)
 """
 
 
@@ -149,6 +219,34 @@ def test_a_study_killed_mid_run_resumes_to_completion(tmp_path):
     assert not list((tmp_path / "study.checkpoints").glob("*.pt"))
 
 
+@pytest.mark.slow  # starts a study with two workers in a child process: ~20 s
+def test_ctrl_c_stops_every_worker_and_gives_their_runs_back(tmp_path):
+    db = str(tmp_path / "study.db")
+    script = tmp_path / "child.py"
+    script.write_text(CHILD.replace("epochs=3", "epochs=500"))  # runs far longer than the test
+    parent = subprocess.Popen([sys.executable, str(script), db, "2"], stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        running: list[dict] = []
+        while len(running) < 2:
+            assert time.monotonic() < deadline, "the two workers never both got going"
+            time.sleep(0.2)
+            with contextlib.suppress(ps.StoreError):  # no database or study yet
+                running = Store.open(db).runs("killed", status="running")
+        os.kill(parent.pid, signal.SIGINT)  # what Ctrl-C sends (here to the parent alone)
+        assert parent.wait(timeout=120) != 0
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+    store = Store.open(db)
+    assert store.status_counts("killed")["running"] == 0
+    for run in running:
+        assert store.run(run["run_id"])["status"] == "pending"
+        pid = int(run["worker"].rpartition(":")[2])
+        with pytest.raises(ProcessLookupError, match="No such process"):
+            os.kill(pid, 0)  # the worker that ran it has ended
+
+
 STUDY_TOML = """
 name = "from-a-file"
 families = ["resnet"]
@@ -156,6 +254,7 @@ budgets = ["5k", 10000]
 members = [2]
 designs = ["single", "deq"]
 seeds = 2
+measure = "first-seed"
 
 [train]
 epochs = 1
@@ -171,6 +270,7 @@ def test_a_study_file_defines_the_same_study_as_flags(tmp_path):
     assert study.name == "from-a-file"
     assert study.budgets == (5_000, 10_000) and study.seeds == (0, 1)
     assert study.designs == ("single", "deq") and study.config.epochs == 1
+    assert study.measure == "first-seed"
 
 
 @pytest.mark.parametrize(
@@ -178,10 +278,15 @@ def test_a_study_file_defines_the_same_study_as_flags(tmp_path):
     [
         ("seeds = 2", "seeds = 2\nsedes = 3", r"study.toml, line 8: unknown field 'sedes'"),
         ('budgets = ["5k", 10000]', 'budgets = ["5x"]', r"line 4: field 'budgets': cannot parse"),
-        ("epochs = 1", "epoch = 1", r"line 10: unknown training setting 'epoch'"),
+        ("epochs = 1", "epoch = 1", r"line 11: unknown training setting 'epoch'"),
         ("epochs = 1", "epochs = 0", "epochs must be >= 1"),
         ("members = [2]", "members = [2", "not valid TOML"),
         ('designs = ["single", "deq"]', 'designs = ["both"]', "unknown design class 'both'"),
+        (
+            'measure = "first-seed"',
+            'measure = "memory"',
+            r"line 8: field 'measure': expected one of all, first-seed, latency, none, got 'mem",
+        ),
     ],
 )
 def test_a_bad_study_file_is_refused_with_file_field_and_line(tmp_path, replace, by, message):

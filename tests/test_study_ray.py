@@ -38,6 +38,7 @@ def test_a_study_runs_as_ray_tasks_into_the_same_database(tmp_path, local_ray):
     assert counts == {"done": 2, "running": 0, "pending": 0, "failed": 0, "total": 2}
     for run in store.runs("on-ray"):
         assert 0 <= run["test_accuracy"] <= 1
+        assert run["latency_ms_batch1"] > 0 and run["peak_train_memory_bytes"] > 0  # measured
         assert [e["epoch"] for e in store.epochs(run["run_id"])] == [1, 2]
     # The same study locally: everything is already done, nothing runs again.
     assert run_study(store, study, datasets=small)["done"] == 2

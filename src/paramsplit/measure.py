@@ -11,15 +11,10 @@ buys at inference. Peak memory is described in `paramsplit.measure_memory`.
 
 from __future__ import annotations
 
-import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -27,7 +22,8 @@ from torch import Tensor
 
 from paramsplit.accounting import profile_arch
 from paramsplit.errors import ConfigError, InputShapeError
-from paramsplit.measure_memory import RESULT_KEYS, MemoryRequest, run_memory_request
+from paramsplit.measure_memory import MemoryRequest
+from paramsplit.memory_processes import peak_memory_bytes
 from paramsplit.models import build_model
 from paramsplit.specs import InputSpec
 from paramsplit.train.executors import Executor
@@ -37,7 +33,6 @@ DEFAULT_WARMUP = 3
 DEFAULT_REPEATS = 50  # the most timed repetitions per batch size
 DEFAULT_BUDGET_S = 0.3  # stop timing a batch size once this much time is spent on it
 MIN_REPEATS = 3  # a median of fewer is not a median
-MEMORY_TIMEOUT_S = 600.0
 
 Predict = Callable[[Tensor], Tensor]
 
@@ -215,40 +210,6 @@ def weights_bytes(executor: Executor) -> int:
 def _same_device(a: torch.device, b: torch.device) -> bool:
     # "cuda" and "cuda:0" name the same device while the current device is 0.
     return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
-
-
-def _package_root() -> Path:
-    return Path(__file__).resolve().parents[1]
-
-
-def peak_memory_bytes(request: MemoryRequest, *, timeout_s: float = MEMORY_TIMEOUT_S) -> int:
-    """Peak memory above the set-up executor (see `paramsplit.measure_memory`).
-
-    CUDA is measured in this process with the allocator's statistics; the CPU in a fresh
-    subprocess, since this process's resident size holds whatever it ran before.
-    """
-    if torch.device(request.device).type == "cuda":
-        result = run_memory_request(request)
-    else:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(
-            [str(_package_root()), *filter(None, [env.get("PYTHONPATH")])]
-        )
-        completed = subprocess.run(
-            [sys.executable, "-m", "paramsplit.measure_memory", request.to_json()],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=timeout_s,
-            check=False,
-        )
-        if completed.returncode != 0:
-            raise RuntimeError(
-                f"memory measurement of {request.to_json()} failed with exit code "
-                f"{completed.returncode}: {completed.stderr.strip()[-2000:]}"
-            )
-        result = json.loads(completed.stdout.strip().splitlines()[-1])
-    return int(result[RESULT_KEYS[request.mode]])
 
 
 def memory_method(device: torch.device | str) -> str:

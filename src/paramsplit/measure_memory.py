@@ -1,9 +1,10 @@
 """Peak memory of a few training steps or inference calls of one freshly built executor.
 
-Run as `python -m paramsplit.measure_memory '<json MemoryRequest>'`: prints one JSON object
-on stdout. `paramsplit.measure` starts it in a subprocess on CPU, so that the process holds
-nothing but the executor, and calls `run_memory_request` in-process on CUDA, where the
-allocator's own statistics can be reset.
+`run_memory_request` measures one request. On CPU it runs in a clean child process, so
+that the process holds nothing but the executor: a child forked from a memory server, or
+`python -m paramsplit.measure_memory '<json MemoryRequest>'` (prints one JSON object on
+stdout) where there is no fork; see `paramsplit.memory_processes`. On CUDA it runs
+in-process, where the allocator's own statistics can be reset.
 
 The figure is the peak *above* the set-up executor: the executor (weights, batch-norm
 buffers) and the random input batch are built first, and one step runs on a single image

@@ -2,14 +2,17 @@
 
 `expand_study` turns a definition into run specs through the planner (infeasible designs are
 returned with their reasons, never dropped silently); `run_study` claims runs from the store
-one at a time and trains them, committing each result as it finishes. A failing run is
-recorded with its reason and the study goes on.
+one at a time, trains and measures them, committing each result as it finishes. A failing
+run is recorded with its reason and the study goes on. Several worker processes on one
+machine share a study through the store's claims, as processes on several machines do.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,9 +20,11 @@ from typing import Any
 
 import torch
 
+from paramsplit import study_workers
 from paramsplit.accounting import count_params
 from paramsplit.data import DatasetTensors, load_dataset
 from paramsplit.errors import ParamSplitError, UsageError
+from paramsplit.measure import measure_design
 from paramsplit.planner import PlannedDesign, plan_budget, plan_single
 from paramsplit.specs import (
     DESIGN_CLASSES,
@@ -31,7 +36,11 @@ from paramsplit.specs import (
     parse_arch,
 )
 from paramsplit.store import Store, default_worker
-from paramsplit.train import train_design
+from paramsplit.train import TrainResult, restore_executor, train_design
+
+# What to measure after training. Peak memory does not depend on the seed, and on CPU costs
+# a child process per figure, so `first-seed` measures it for each design's lowest seed only.
+MEASURE_CHOICES = ("all", "first-seed", "latency", "none")
 
 
 @dataclass(frozen=True)
@@ -41,6 +50,10 @@ class StudyDefinition:
     Designs come from budgets (each family's single network for a budget, and its deq/weq
     ensembles) and from `singles`, single networks given by name (the study's method: S(w, d)
     and its ensembles matched to |S|, e.g. a grid of widths × depths).
+
+    `measure`, one of `MEASURE_CHOICES`: after each run, `all` measures inference latency,
+    throughput and peak memory; `first-seed` memory only for the study's lowest seed;
+    `latency` no memory; `none` nothing. It does not change the runs or their ids.
     """
 
     name: str
@@ -54,6 +67,7 @@ class StudyDefinition:
     depth: int | None = None
     match: str = "le"
     config: TrainConfig = field(default_factory=TrainConfig)
+    measure: str = "all"
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.designs if d not in DESIGN_CLASSES]
@@ -68,6 +82,16 @@ class StudyDefinition:
                 raise UsageError(f"a study needs at least one of {label}")
         for name in self.singles:
             parse_arch(name)
+        if self.measure not in MEASURE_CHOICES:
+            raise UsageError(
+                f"measure must be one of {', '.join(MEASURE_CHOICES)}, got '{self.measure}'"
+            )
+
+    def measurement_for(self, seed: int) -> str:
+        """What to measure after a run with `seed`: 'all', 'latency' or 'none'."""
+        if self.measure == "first-seed":
+            return "all" if seed == min(self.seeds) else "latency"
+        return self.measure
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -169,7 +193,19 @@ def register_study(
 
 
 RunCallback = Callable[[str, dict[str, Any]], None]
+# ("step", step, steps, {"epoch"}), ("epoch", epoch, epochs, {...}), ("measure", 0, 1, {});
+# and ("study", done, total, {}) while this process waits for other workers to finish.
 ProgressCallback = Callable[[str, int, int, dict[str, float]], None]
+
+
+@dataclass(frozen=True)
+class WorkerSettings:
+    """How every worker of a study trains the runs it claims."""
+
+    executor: str
+    device: str
+    retry_failed: bool
+    checkpoint_dir: Path | None
 
 
 def run_study(
@@ -184,6 +220,8 @@ def run_study(
     datasets: dict[str, DatasetTensors] | None = None,
     checkpoint_dir: Path | None = None,
     register: bool = True,
+    workers: int = 1,
+    threads: int | None = None,
 ) -> dict[str, int]:
     """Register the study's runs and train every unfinished one; returns the final counts.
 
@@ -191,19 +229,89 @@ def run_study(
 
     With `checkpoint_dir`, each run saves its state there after every epoch; a run taken
     over from a killed process carries on from its last epoch.
+
+    With `workers` > 1, this process and `workers` - 1 child processes claim runs side by
+    side, each running torch on `threads` threads (default: the cores shared out). The
+    callbacks follow this process's own runs. Ctrl-C stops them all; their runs go back.
+    Workers import the calling script, so a script calls this under
+    `if __name__ == "__main__":`, as with any spawned process.
     """
+    if workers < 1:
+        raise UsageError(f"workers must be >= 1, got {workers}")
     datasets = datasets or {name: load_dataset(name, device=device) for name in study.datasets}
     if register:
         register_study(store, study, datasets)
+    settings = WorkerSettings(executor, str(device), retry_failed, checkpoint_dir)
+    if workers > 1:
+        threads = threads or max(1, (os.cpu_count() or 1) // workers)
+        _work_beside(workers - 1, threads, store, study, datasets, settings, on_run, on_progress)
+    # Alone, or after the others: a worker that died mid-run left its run to be taken over.
+    _work(store, study, datasets, settings, on_run, on_progress)
+    return store.status_counts(study.name)
+
+
+def _work_beside(
+    count: int,
+    threads: int,
+    store: Store,
+    study: StudyDefinition,
+    datasets: dict[str, DatasetTensors],
+    settings: WorkerSettings,
+    on_run: RunCallback | None,
+    on_progress: ProgressCallback | None,
+) -> None:
+    """Work on the study here beside `count` worker processes, until all of them are done."""
+    url = store._engine.url.render_as_string(hide_password=False)  # `store.url` hides it
+    on_cpu = {name: data.to("cpu") for name, data in datasets.items()}
+    helpers = study_workers.start_workers(
+        count, _work_in_worker, (url, study, on_cpu, settings), threads
+    )
+
+    def report() -> None:
+        if on_progress is not None:
+            counts = store.status_counts(study.name)
+            on_progress("study", counts["done"], counts["total"], {})
+
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _work(store, study, datasets, settings, on_run, on_progress)
+        study_workers.wait_for(helpers, report)
+    finally:
+        study_workers.stop(helpers)
+        torch.set_num_threads(previous_threads)
+
+
+def _work(
+    store: Store,
+    study: StudyDefinition,
+    datasets: dict[str, DatasetTensors],
+    settings: WorkerSettings,
+    on_run: RunCallback | None,
+    on_progress: ProgressCallback | None,
+) -> None:
+    """Claim the study's runs one at a time and train each here, until none is left."""
     worker = default_worker()
+    retry_failed = settings.retry_failed
     while (run := store.claim_next(study.name, worker, retry_failed=retry_failed)) is not None:
         if on_run is not None:
             on_run("start", run)
-        checkpoint = checkpoint_dir / f"{run['run_id']}.pt" if checkpoint_dir else None
-        _execute(store, run, datasets, executor, torch.device(device), on_progress, checkpoint)
+        folder = settings.checkpoint_dir
+        checkpoint = folder / f"{run['run_id']}.pt" if folder else None
+        measure = study.measurement_for(run["spec"]["seed"])
+        _execute(store, run, datasets, settings, measure, on_progress, checkpoint)
         if on_run is not None:
             on_run("end", store.run(run["run_id"]))
-    return store.status_counts(study.name)
+
+
+def _work_in_worker(
+    url: str, study: StudyDefinition, datasets: dict[str, DatasetTensors], settings: WorkerSettings
+) -> None:
+    """What a worker process does: its own store connection, the same claim loop."""
+    device = torch.device(settings.device)
+    on_device = {name: data.to(device) for name, data in datasets.items()}
+    with Store.open(url) as store:
+        _work(store, study, on_device, settings, None, None)
 
 
 Outcome = tuple[str, Any]  # ("done", result summary) or ("failed", reason)
@@ -216,8 +324,10 @@ def train_run(
     device: torch.device,
     checkpoint: Path | None,
     progress: ProgressCallback | None = None,
+    measure: str = "none",
 ) -> Outcome:
-    """Train one run's spec; how it ended, as data (also what a Ray task sends back)."""
+    """Train one run's spec, then measure it (`measure`: 'all', 'latency' or 'none'); how it
+    ended, as data (also what a Ray task sends back)."""
     design = DesignSpec(
         DesignClass(spec["design_class"]),
         spec["num_members"],
@@ -239,9 +349,32 @@ def train_run(
         return "failed", "oom"
     except Exception as error:  # one run's failure must not stop the study: record it
         return "failed", f"error: {type(error).__name__}: {error}"
-    if result.status == "done":
-        return "done", result.to_dict()
-    return "failed", f"{result.status}: {result.reason}"
+    if result.status != "done":
+        return "failed", f"{result.status}: {result.reason}"
+    summary = result.to_dict()
+    if measure != "none":
+        if progress is not None:
+            progress("measure", 0, 1, {})
+        measured = measure_run(result, dataset, device, memory=measure == "all")
+        summary |= {key: value for key, value in measured.items() if key not in summary}
+    return "done", summary
+
+
+def measure_run(
+    result: TrainResult, dataset: DatasetTensors, device: torch.device, *, memory: bool
+) -> dict[str, Any]:
+    """Latency, throughput and (with `memory`) peak memory of a trained run, as result keys.
+
+    A measurement that fails is noted under `measure_error`, not raised: the trained result
+    must reach the database either way.
+    """
+    began = time.perf_counter()
+    try:
+        executor = restore_executor(result, device)
+        measured = measure_design(executor, dataset.input_spec(), device, memory=memory)
+    except Exception as error:
+        return {"measure_error": f"{type(error).__name__}: {error}"}
+    return {**measured.to_dict(), "measure_time_s": time.perf_counter() - began}
 
 
 def record_outcome(store: Store, run_id: str, outcome: Outcome, checkpoint: Path | None) -> None:
@@ -258,8 +391,8 @@ def _execute(
     store: Store,
     run: dict[str, Any],
     datasets: dict[str, DatasetTensors],
-    executor: str,
-    device: torch.device,
+    settings: WorkerSettings,
+    measure: str,
     on_progress: ProgressCallback | None,
     checkpoint: Path | None,
 ) -> None:
@@ -273,8 +406,9 @@ def _execute(
         if on_progress is not None:
             on_progress(kind, done, total, values)
 
+    dataset, device = datasets[spec["dataset"]], torch.device(settings.device)
     try:
-        outcome = train_run(spec, datasets[spec["dataset"]], executor, device, checkpoint, progress)
+        outcome = train_run(spec, dataset, settings.executor, device, checkpoint, progress, measure)
     except KeyboardInterrupt:
         store.release(run_id)
         raise

@@ -9,6 +9,7 @@
     seeds = 3                 # seeds 0, 1, 2 (or a list)
     singles = ["densenet-bc-40-12"]                         # and/or single networks by name,
     grid = {family = "resnet", widths = [16, 24], depths = [26, 38]}   # or as a grid
+    measure = "first-seed"    # after each run: all, first-seed, latency or none
     [train]                   # any TrainConfig field
     epochs = 30
     batch_size = 64
@@ -29,10 +30,10 @@ from typing import Any
 from paramsplit.errors import ParamSplitError, StudyFileError
 from paramsplit.families import get_family
 from paramsplit.specs import ArchSpec, TrainConfig, parse_budget, parse_members
-from paramsplit.study import StudyDefinition
+from paramsplit.study import MEASURE_CHOICES, StudyDefinition
 
 STUDY_KEYS = ("name", "families", "budgets", "singles", "grid", "members", "designs",
-              "datasets", "seeds", "depth", "match", "train")  # fmt: skip
+              "datasets", "seeds", "depth", "match", "measure", "train")  # fmt: skip
 TRAIN_KEYS = tuple(field.name for field in dataclasses.fields(TrainConfig))
 
 
@@ -59,6 +60,12 @@ def _grid(value: Any) -> tuple[str, ...]:
         for depth in value["depths"]
         for width in value["widths"]
     )
+
+
+def _measure(value: Any) -> str:
+    if value not in MEASURE_CHOICES:
+        raise ValueError(f"expected one of {', '.join(MEASURE_CHOICES)}, got {value!r}")
+    return str(value)
 
 
 def load_study_file(path: str | Path) -> StudyDefinition:
@@ -99,6 +106,7 @@ def load_study_file(path: str | Path) -> StudyDefinition:
         "seeds": lambda v: tuple(range(v)) if isinstance(v, int) else tuple(int(s) for s in v),
         "depth": int,
         "match": str,
+        "measure": _measure,
     }
     for key, convert in converters.items():
         if key not in data:

@@ -62,10 +62,11 @@ def run_study_on_ray(
 
     @ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
     def train_task(
-        spec: dict[str, Any], dataset: DatasetTensors, checkpoint: Path | None
+        spec: dict[str, Any], dataset: DatasetTensors, checkpoint: Path | None, measure: str
     ) -> Outcome:
         torch.set_num_threads(max(1, int(cpus_per_run)))
-        return train_run(spec, dataset.to(device), executor, torch.device(device), checkpoint)
+        data, where = dataset.to(device), torch.device(device)
+        return train_run(spec, data, executor, where, checkpoint, measure=measure)
 
     dataset_refs = {name: ray.put(data) for name, data in datasets.items()}
     total_cpus = ray.cluster_resources().get("CPU", 1.0)
@@ -85,7 +86,9 @@ def run_study_on_ray(
                 on_run("start", run)
             checkpoint = checkpoint_dir / f"{run['run_id']}.pt" if checkpoint_dir else None
             run["checkpoint"] = checkpoint
-            ref = train_task.remote(run["spec"], dataset_refs[run["spec"]["dataset"]], checkpoint)
+            spec = run["spec"]
+            measure = study.measurement_for(spec["seed"])
+            ref = train_task.remote(spec, dataset_refs[spec["dataset"]], checkpoint, measure)
             in_flight[ref] = run
         if not in_flight:
             break

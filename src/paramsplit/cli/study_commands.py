@@ -30,7 +30,10 @@ def split_budgets(text: str) -> list[str]:
 
 
 def _study_name(definition: dict[str, Any]) -> str:
-    digest = hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:8]
+    # What is measured is not what is studied: `--measure none` resumes the same study, and
+    # names derived before the field existed still find their study.
+    studied = {key: value for key, value in definition.items() if key != "measure"}
+    digest = hashlib.sha256(json.dumps(studied, sort_keys=True).encode()).hexdigest()[:8]
     source = "+".join(definition["families"]) or "singles"
     return f"{source}-{'+'.join(definition['datasets'])}-{digest}"
 
@@ -69,7 +72,19 @@ def run(
     cpus_per_run: Annotated[float, typer.Option(help="Ray: CPUs per run.")] = 1.0,
     gpus_per_run: Annotated[float, typer.Option(help="Ray: GPUs per run.")] = 0.0,
     retry_failed: Annotated[bool, typer.Option(help="Run failed runs again.")] = False,
-    threads: Annotated[int | None, typer.Option(help="CPU threads for torch.")] = None,
+    threads: Annotated[
+        int | None, typer.Option(help="CPU threads for torch (per worker with --workers).")
+    ] = None,
+    measure: Annotated[
+        str | None,
+        typer.Option(
+            help="After each run, measure: all, first-seed (memory for the lowest seed only), "
+            "latency or none. Default: the study file's, else all."
+        ),
+    ] = None,
+    workers: Annotated[
+        int, typer.Option(help="Processes training side by side on this machine.")
+    ] = 1,
 ) -> None:
     """Run a study: every design × budget × dataset × seed, resumable, into the database."""
     import torch
@@ -89,6 +104,10 @@ def run(
 
     if executor not in ("local", "ray"):
         raise UsageError(f"--executor must be local or ray, got '{executor}'")
+    if workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
+    if workers > 1 and executor == "ray":
+        raise UsageError("--workers is for the local executor; Ray sizes itself (--cpus-per-run)")
     if threads is not None:
         torch.set_num_threads(threads)
     by_name = tuple(parse_arch(n).name for n in (singles or "").split(",") if n)
@@ -112,6 +131,8 @@ def run(
         study = StudyDefinition(name=name or "", **fields)  # type: ignore[arg-type]
         if not name:
             study = dataclasses.replace(study, name=_study_name(study.to_dict()))
+    if measure is not None:
+        study = dataclasses.replace(study, measure=measure)
     device = resolve_device()
     datasets = {d: load_dataset(d, device=device) for d in study.datasets}
     with Store.open(db) as store:
@@ -148,6 +169,13 @@ def run(
                 if kind == "epoch":
                     status = f"val acc {values['val_accuracy']:.2%}"
                     progress.update(current, completed=done, status=status)
+                    if workers > 1:  # the other workers' runs finish meanwhile
+                        done_runs = store.status_counts(study.name)["done"]
+                        progress.update(overall, completed=done_runs)
+                elif kind == "measure":
+                    progress.update(current, status="measuring")
+                elif kind == "study":
+                    progress.update(overall, completed=done)
 
             if executor == "ray":
                 counts = run_study_on_ray(
@@ -160,7 +188,8 @@ def run(
                 counts = run_study(
                     store, study, executor=member_executor, device=device, on_run=on_run,
                     on_progress=on_progress, datasets=datasets, retry_failed=retry_failed,
-                    checkpoint_dir=checkpoint_dir_for(db), register=False,
+                    checkpoint_dir=checkpoint_dir_for(db), register=False, workers=workers,
+                    threads=threads,
                 )  # fmt: skip
     render.render_status(study.name, counts, None)
 
