@@ -17,7 +17,7 @@ from typing import Any
 
 from paramsplit.analysis.designs import DesignKey, DesignSummary, key_of
 from paramsplit.analysis.records import RunRecord
-from paramsplit.analysis.stats import Stat, p_value_greater
+from paramsplit.analysis.stats import Stat, beats, p_value_greater
 
 DEFAULT_ALPHA = 0.05
 
@@ -41,7 +41,7 @@ class Comparison:
     @property
     def wins(self) -> bool:
         """Strictly more accurate on average; a tie is not a win."""
-        return self.accuracy_gain > 0
+        return beats(self.accuracy_gain, 0.0)
 
     @property
     def speedup(self) -> float | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paramsplit.analysis.designs import DesignSummary
-from paramsplit.analysis.stats import p_value_greater
+from paramsplit.analysis.stats import TIE_TOLERANCE, p_value_greater
 from paramsplit.errors import UsageError
 from paramsplit.specs import format_budget
 
@@ -109,16 +109,18 @@ def check(summary: DesignSummary, constraints: Constraints) -> Candidate:
 
 
 def _objective_key(candidate: Candidate, objective: str) -> tuple[float, ...]:
-    """Sort key: smaller is better; ties fall to accuracy, then to fewer parameters."""
+    """Sort key, smaller is better: the objective, then accuracy, then the cheaper to train,
+    then fewer parameters. Accuracies equal to floating-point noise tie."""
     s = candidate.summary
-    accuracy = -s.accuracy.mean
+    accuracy = -round(s.accuracy.mean / TIE_TOLERANCE) * TIE_TOLERANCE
+    train_time_s = s.train_time_s.mean if s.train_time_s else float("inf")
     if objective == "accuracy":
         primary = accuracy
     elif objective == "train-time":
-        primary = s.train_time_s.mean if s.train_time_s else float("inf")
+        primary = train_time_s
     else:
         primary = candidate.latency_ms if candidate.latency_ms is not None else float("inf")
-    return (primary, accuracy, float(s.total_params))
+    return (primary, accuracy, train_time_s, float(s.total_params))
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,15 @@ import statistics
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+# Means of test accuracies over equal test sets differ by at least 1/(test images × seeds),
+# ~1e-5 for 10k test images and 10 seeds; anything closer is floating-point noise: a tie.
+TIE_TOLERANCE = 1e-9
+
+
+def beats(a: float, b: float) -> bool:
+    """a > b by more than floating-point noise (a tie is not a win)."""
+    return a - b > TIE_TOLERANCE
+
 
 @dataclass(frozen=True)
 class Stat:

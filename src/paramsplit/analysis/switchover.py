@@ -20,6 +20,7 @@ from typing import Any
 
 from paramsplit.analysis.compare import Comparison
 from paramsplit.analysis.records import RunRecord
+from paramsplit.analysis.stats import beats
 from paramsplit.specs import format_budget
 
 
@@ -173,8 +174,8 @@ def heat_map_metric(records: Sequence[RunRecord]) -> str:
 def _cell(single: float | None, deq: float | None, weq: float | None) -> str:
     if single is None or (deq is None and weq is None):
         return ""
-    deq_wins = deq is not None and deq > single
-    weq_wins = weq is not None and weq > single
+    deq_wins = deq is not None and beats(deq, single)
+    weq_wins = weq is not None and beats(weq, single)
     if deq_wins and weq_wins:
         return "both"
     return "deq" if deq_wins else "weq" if weq_wins else "single"

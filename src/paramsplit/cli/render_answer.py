@@ -86,14 +86,14 @@ def render_comparisons(analysis: Analysis) -> None:
         title_justify="left",
         box=box.SIMPLE_HEAD,
     )
-    columns = ("budget", "ensemble", "class", "accuracy gain", "p", "wins",
-               "epoch time", "latency", "train memory", "time to single's best")  # fmt: skip
+    columns = ("budget", "ensemble", "class", "accuracy gain", "p", "wins", "epoch time",
+               "latency", "train memory", "time to single's best (speed-up)")  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column in ("ensemble", "class") else "right")
     for row in analysis.comparisons:
         ratios = row.cost_ratios
         speed = (
-            f"{row.time_to_accuracy_s:.2f} s ({row.speedup:.2f}× sooner)"
+            f"{row.time_to_accuracy_s:.2f} s ({row.speedup:.2f}×)"
             if row.time_to_accuracy_s is not None and row.speedup is not None
             else f"not reached ({row.reached_target}/{row.ensemble.accuracy.n})"
         )

@@ -8,10 +8,10 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from paramsplit.cli import render
 from paramsplit.cli.options import JsonFlag
+from paramsplit.cli.study_progress import render_infeasible, study_progress
 from paramsplit.errors import UsageError
 
 DbOption = Annotated[str, typer.Option("--db", help="SQLite path or SQLAlchemy URL.")]
@@ -136,47 +136,9 @@ def run(
     device = resolve_device()
     datasets = {d: load_dataset(d, device=device) for d in study.datasets}
     with Store.open(db) as store:
-        specs, infeasible = register_study(store, study, datasets)
-        for skipped in infeasible:
-            render.console.print(
-                f"[yellow]infeasible[/] {skipped.family} {skipped.design_class} "
-                f"k={skipped.num_members} at {skipped.budget_params:,} on {skipped.dataset}: "
-                f"{render.escape(skipped.reason)}"
-            )
-        before = store.status_counts(study.name)
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[status]}"),
-            console=render.error_console,
-        ) as progress:
-            overall = progress.add_task(
-                f"study {study.name}", total=len(specs), completed=before["done"], status=""
-            )
-            epochs = study.config.epochs
-            current = progress.add_task("run", total=epochs, status="")
-
-            def on_run(event: str, run_row: dict[str, Any]) -> None:
-                if event == "start":
-                    label = f"{run_row['design']} seed {run_row['seed']}"
-                    progress.reset(current, description=label, total=epochs, status="")
-                else:
-                    progress.update(overall, completed=store.status_counts(study.name)["done"])
-
-            def on_progress(kind: str, done: int, total: int, values: dict[str, float]) -> None:
-                if kind == "epoch":
-                    status = f"val acc {values['val_accuracy']:.2%}"
-                    progress.update(current, completed=done, status=status)
-                    if workers > 1:  # the other workers' runs finish meanwhile
-                        done_runs = store.status_counts(study.name)["done"]
-                        progress.update(overall, completed=done_runs)
-                elif kind == "measure":
-                    progress.update(current, status="measuring")
-                elif kind == "study":
-                    progress.update(overall, completed=done)
-
+        _, infeasible = register_study(store, study, datasets)
+        render_infeasible(infeasible)
+        with study_progress(store, study) as (on_run, on_progress):
             if executor == "ray":
                 counts = run_study_on_ray(
                     store, study, datasets, address=address, cpus_per_run=cpus_per_run,
