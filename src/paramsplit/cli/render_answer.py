@@ -33,7 +33,7 @@ def _ratio(value: float | None) -> str:
 
 
 def _points(gain: float) -> str:
-    return f"{100 * gain:+.2f} pt"
+    return f"{round(100 * gain, 2) + 0.0:+.2f} pt"  # + 0.0: a rounded -0.00 prints as +0.00
 
 
 def _p(value: float | None) -> str:

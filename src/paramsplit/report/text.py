@@ -58,7 +58,7 @@ def ratio_text(value: float | None) -> str:
 
 def points_text(gain: float) -> str:
     """An accuracy difference in percentage points, signed: '+1.2'."""
-    return f"{gain * 100:+.2f}"
+    return f"{round(gain * 100, 2) + 0.0:+.2f}"  # + 0.0: a rounded -0.00 prints as +0.00
 
 
 def p_value_text(p_value: float | None) -> str:
