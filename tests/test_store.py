@@ -17,7 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+import sqlalchemy
 
+from paramsplit.analysis.records import records_from_store
 from paramsplit.store import SCHEMA_VERSION, Store, StoreError, default_worker, run_id_for
 
 POSTGRES_URL = os.environ.get("PARAMSPLIT_TEST_POSTGRES_URL")
@@ -46,8 +48,6 @@ def spec(seed: int = 0, width: int = 4, budget: int = 25_000, **changes: object)
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return str(tmp_path / "results.db")
-    import sqlalchemy
-
     assert POSTGRES_URL is not None
     engine = sqlalchemy.create_engine(POSTGRES_URL)
     with engine.begin() as connection:
@@ -156,6 +156,46 @@ def test_runs_keep_the_study_order_and_every_field(store):
     assert (row["status"], row["attempts"], row["worker"]) == ("pending", 0, None)
 
 
+def test_a_run_asked_for_at_two_budgets_is_in_the_study_at_both(store):
+    # Two budgets can plan the same design (deq k=4 is `4x resnet-20-1` at 5k and at 10k on
+    # 8x8 digits): one run to train, two points for the analysis.
+    specs = [spec(budget=25_000), spec(seed=1), spec(budget=50_000)]
+    added = store.add_runs("s", specs)
+    twice, once = added.run_ids[0], added.run_ids[1]
+    assert added.run_ids[2] == twice
+    assert (added.new, added.existing, added.new_links) == (2, 0, 3)
+    again = store.add_runs("s", specs)
+    assert (again.new, again.existing, again.new_links) == (0, 2, 0)
+
+    asked = [(twice, 25_000), (once, 25_000), (twice, 50_000)]
+    rows = store.runs("s")
+    assert [(row["run_id"], row["budget_params"]) for row in rows] == asked
+    assert rows[2]["ratio"] == pytest.approx(24_000 / 50_000)
+    same = {key: value for key, value in rows[0].items() if key not in ("budget_params", "ratio")}
+    assert same == {key: rows[2][key] for key in same}
+    records = records_from_store(store, "s")  # the analysis sees both points
+    assert [(record.run_id, record.budget_params) for record in records] == asked
+
+    # Progress counts runs, not links; claims take each run once, in the order first asked.
+    assert store.status_counts("s")["total"] == 2
+    assert [study["total"] for study in store.studies()] == [2]
+    assert store.claim_next("s", "w:1")["run_id"] == twice
+    store.finish(twice, {"train_time_s": 10.0})
+    assert store.eta_s("s") == pytest.approx(10.0)  # one run left, not two
+    assert store.claim_next("s", "w:1")["run_id"] == once
+    assert store.claim_next("s", "w:1") is None
+    done = store.runs("s", status="done")
+    assert [row["budget_params"] for row in done] == [25_000, 50_000]
+
+
+def test_a_run_asked_for_without_a_budget_is_asked_at_its_own_size(store):
+    without = store.add_runs("s", [spec(budget=None), spec(seed=1, budget=None, total_params=None)])
+    again = store.add_runs("s", [spec(budget=24_000)])  # its own size, given: the same link
+    assert (without.new_links, again.new_links) == (2, 0)
+    rows = store.runs("s")
+    assert [(row["budget_params"], row["ratio"]) for row in rows] == [(24_000, 1.0), (None, None)]
+
+
 def test_a_changed_study_definition_replaces_the_old_one(store):
     assert store.add_study("s", {"budgets": [25_000, 50_000]}) is False
     assert store.studies()[0]["definition"] == {"budgets": [25_000, 50_000]}
@@ -224,9 +264,10 @@ def test_status_transitions(store):
 
     assert store.claim_next("s", worker)["run_id"] == ids[2]  # released: pending again
     assert store.claim_next("s", worker) is None  # failed runs are not retried by default
-    retried = store.claim_next("s", worker, retry_failed=True)
+    since = datetime.now(UTC)
+    retried = store.claim_next("s", worker, retry_failed_before=since)
     assert (retried["run_id"], retried["attempts"], retried["reason"]) == (ids[1], 2, None)
-    assert store.claim_next("s", worker, retry_failed=True) is None
+    assert store.claim_next("s", worker, retry_failed_before=since) is None
 
 
 def test_finish_names_a_metric_of_the_wrong_type(store):
@@ -271,6 +312,21 @@ def test_a_run_with_an_old_heartbeat_is_taken_over(store):
     assert taken is not None
     assert (taken["run_id"], taken["worker"], taken["attempts"]) == (run_id, "me:1", 2)
     assert store.heartbeat(run_id, "other-host:123") is False
+
+
+def test_a_run_that_always_fails_is_retried_once_per_cutoff(store):
+    ids = store.add_runs("s", [spec(seed=0), spec(seed=1)]).run_ids
+    for run_id in ids:
+        store.claim_next("s", "w:1")
+        store.fail(run_id, "diverged")
+    since = datetime.now(UTC)  # what `run_study(retry_failed=True)` passes: its start
+    for run_id in ids:
+        retried = store.claim_next("s", "w:1", retry_failed_before=since)
+        assert (retried["run_id"], retried["attempts"]) == (run_id, 2)
+        store.fail(run_id, "diverged")  # again: after the cutoff, so not claimed again
+    assert store.claim_next("s", "w:1", retry_failed_before=since) is None
+    later = store.claim_next("s", "w:1", retry_failed_before=datetime.now(UTC))
+    assert (later["run_id"], later["attempts"]) == (ids[0], 3)  # the next invocation retries
 
 
 def claim_all(url: str, name: str, barrier, results) -> None:
@@ -358,6 +414,83 @@ def test_a_newer_schema_is_refused(tmp_path):
         rf"{SCHEMA_VERSION}; upgrade paramsplit"
     )
     with pytest.raises(StoreError, match=message):
+        Store.open(path)
+
+
+# Version 1's `study_runs`: one link per (study, run), its budget nullable. Portable DDL, so
+# the upgrade is tested on PostgreSQL as well.
+STUDY_RUNS_V1 = """
+CREATE TABLE study_runs (
+    study VARCHAR(200) NOT NULL REFERENCES studies (name) ON DELETE CASCADE,
+    run_id VARCHAR(32) NOT NULL REFERENCES runs (run_id) ON DELETE CASCADE,
+    position INTEGER NOT NULL,
+    budget_params BIGINT,
+    ratio DOUBLE PRECISION,
+    PRIMARY KEY (study, run_id)
+)
+"""
+
+
+def make_version_1(connect_url: str, links: list[tuple]) -> None:
+    """Turn a new database into one that version 1 wrote, with these (study, run_id,
+    position, budget_params, ratio) links: its other tables are the same."""
+    engine = sqlalchemy.create_engine(connect_url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE study_runs")
+        connection.exec_driver_sql(STUDY_RUNS_V1)
+        connection.exec_driver_sql("CREATE INDEX ix_study_runs_run_id ON study_runs (run_id)")
+        insert = "INSERT INTO study_runs VALUES (:study, :run_id, :position, :budget, :ratio)"
+        names = ("study", "run_id", "position", "budget", "ratio")
+        values = [dict(zip(names, link, strict=True)) for link in links]
+        connection.execute(sqlalchemy.text(insert), values)
+        connection.exec_driver_sql("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+    engine.dispose()
+
+
+def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_links(url):
+    with Store.open(url) as store:
+        store.add_study("s", {})
+        store.add_study("t", {})
+        ids = store.add_runs("s", [spec(seed=0), spec(seed=1, budget=None)]).run_ids
+        store.claim_next("s", "w:1")
+        store.finish(ids[0], {"test_accuracy": 0.9})
+        connect_url = store.connect_url
+    make_version_1(
+        connect_url,
+        [("s", ids[0], 0, 25_000, 0.96), ("s", ids[1], 1, None, None),
+         ("t", ids[0], 0, 30_000, 0.8)],
+    )  # fmt: skip
+
+    with Store.open(url) as store:
+        rows = [(r["run_id"], r["budget_params"], r["ratio"], r["status"]) for r in store.runs("s")]
+        assert rows == [(ids[0], 25_000, 0.96, "done"), (ids[1], 24_000, 1.0, "pending")]
+        assert [(r["run_id"], r["budget_params"]) for r in store.runs("t")] == [(ids[0], 30_000)]
+        # The budget that version 1 dropped comes back when the study is added again.
+        added = store.add_runs("s", [spec(seed=0), spec(seed=0, budget=50_000)])
+        assert (added.new, added.existing, added.new_links) == (0, 1, 1)
+        assert [r["budget_params"] for r in store.runs("s")] == [25_000, 24_000, 50_000]
+    engine = sqlalchemy.create_engine(connect_url)
+    with engine.connect() as connection:
+        version = connection.exec_driver_sql("SELECT value FROM meta").scalar()
+    engine.dispose()
+    assert version == str(SCHEMA_VERSION)
+
+
+def test_connect_url_opens_the_same_database_and_only_it_shows_the_password(store, url):
+    with Store.open(store.connect_url) as again:
+        assert [study["name"] for study in again.studies()] == ["s"]
+    password = sqlalchemy.engine.make_url(store.connect_url).password
+    if password:  # a server's URL with one (PARAMSPLIT_TEST_POSTGRES_URL)
+        assert password in store.connect_url
+        assert password not in store.url and password not in repr(store)
+
+
+def test_a_schema_older_than_every_migration_is_refused(tmp_path):
+    path = tmp_path / "results.db"
+    Store.open(path).close()
+    with sqlite3.connect(path) as connection:
+        connection.execute("UPDATE meta SET value = '0' WHERE key = 'schema_version'")
+    with pytest.raises(StoreError, match=r"has schema version 0, older .* no migration exists"):
         Store.open(path)
 
 

@@ -64,6 +64,24 @@ def test_a_diverging_run_is_recorded_and_the_study_goes_on(tmp_path, small_digit
     assert run["status"] == "failed" and run["reason"].startswith("diverged")
 
 
+def test_retry_failed_tries_a_run_that_always_fails_once_more_and_stops(tmp_path, small_digits):
+    store = Store.open(tmp_path / "study.db")
+    study = _study(budgets=(5_000,), designs=("single",), config=TrainConfig(epochs=1, lr=1e30))
+    run_study(store, study, datasets=small_digits)
+    claimed = []
+
+    def on_run(event, run):
+        if event == "start":
+            claimed.append(run["run_id"])
+            # Fail here rather than hang: the bug claimed the same failed run forever.
+            assert len(claimed) == 1, "a run that failed again was claimed again"
+
+    counts = run_study(store, study, datasets=small_digits, retry_failed=True, on_run=on_run)
+    assert counts["failed"] == counts["total"] == 1
+    (run,) = store.runs("tiny")
+    assert run["attempts"] == 2 and run["reason"].startswith("diverged")
+
+
 def test_an_erroring_run_is_recorded_with_its_reason(tmp_path, small_digits):
     store = Store.open(tmp_path / "study.db")
     study = _study(budgets=(5_000,), designs=("single", "deq"))

@@ -15,6 +15,7 @@ import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -200,12 +201,20 @@ ProgressCallback = Callable[[str, int, int, dict[str, float]], None]
 
 @dataclass(frozen=True)
 class WorkerSettings:
-    """How every worker of a study trains the runs it claims."""
+    """How every worker of a study trains the runs it claims; `retry_failed_before` is
+    the same for all of them (see `retry_cutoff`)."""
 
     executor: str
     device: str
-    retry_failed: bool
+    retry_failed_before: datetime | None
     checkpoint_dir: Path | None
+
+
+def retry_cutoff(retry_failed: bool) -> datetime | None:
+    """With `retry_failed`, the time from which a failure is not retried: now, as a study
+    starts. Each run that failed before is retried once; one that fails again is left failed
+    rather than claimed again at once, forever."""
+    return datetime.now(UTC) if retry_failed else None
 
 
 def run_study(
@@ -227,6 +236,8 @@ def run_study(
 
     `register=False` skips planning and registering, for a caller that has just done it.
 
+    With `retry_failed`, each run that had failed before this call is tried once more.
+
     With `checkpoint_dir`, each run saves its state there after every epoch; a run taken
     over from a killed process carries on from its last epoch.
 
@@ -238,10 +249,11 @@ def run_study(
     """
     if workers < 1:
         raise UsageError(f"workers must be >= 1, got {workers}")
+    retry_failed_before = retry_cutoff(retry_failed)  # before any run of this call can fail
     datasets = datasets or {name: load_dataset(name, device=device) for name in study.datasets}
     if register:
         register_study(store, study, datasets)
-    settings = WorkerSettings(executor, str(device), retry_failed, checkpoint_dir)
+    settings = WorkerSettings(executor, str(device), retry_failed_before, checkpoint_dir)
     if workers > 1:
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
         _work_beside(workers - 1, threads, store, study, datasets, settings, on_run, on_progress)
@@ -261,7 +273,7 @@ def _work_beside(
     on_progress: ProgressCallback | None,
 ) -> None:
     """Work on the study here beside `count` worker processes, until all of them are done."""
-    url = store._engine.url.render_as_string(hide_password=False)  # `store.url` hides it
+    url = store.connect_url  # a secret (it carries the password): only for the workers
     on_cpu = {name: data.to("cpu") for name, data in datasets.items()}
     helpers = study_workers.start_workers(
         count, _work_in_worker, (url, study, on_cpu, settings), threads
@@ -292,8 +304,10 @@ def _work(
 ) -> None:
     """Claim the study's runs one at a time and train each here, until none is left."""
     worker = default_worker()
-    retry_failed = settings.retry_failed
-    while (run := store.claim_next(study.name, worker, retry_failed=retry_failed)) is not None:
+    claim = functools.partial(
+        store.claim_next, study.name, worker, retry_failed_before=settings.retry_failed_before
+    )
+    while (run := claim()) is not None:
         if on_run is not None:
             on_run("start", run)
         folder = settings.checkpoint_dir

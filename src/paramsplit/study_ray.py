@@ -24,6 +24,7 @@ from paramsplit.study import (
     StudyDefinition,
     record_outcome,
     register_study,
+    retry_cutoff,
     train_run,
 )
 
@@ -52,8 +53,10 @@ def run_study_on_ray(
     on_run: RunCallback | None = None,
     register: bool = True,
 ) -> dict[str, int]:
-    """Register the study and train its unfinished runs as Ray tasks; the final counts."""
+    """Register the study and train its unfinished runs as Ray tasks (with `retry_failed`,
+    each run that had failed before this call once more); the final counts."""
     ray = _ray()
+    retry_failed_before = retry_cutoff(retry_failed)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level="warning")
     if register:
@@ -79,7 +82,7 @@ def run_study_on_ray(
     in_flight: dict[Any, dict[str, Any]] = {}
     while True:
         while len(in_flight) < capacity:
-            run = store.claim_next(study.name, worker, retry_failed=retry_failed)
+            run = store.claim_next(study.name, worker, retry_failed_before=retry_failed_before)
             if run is None:
                 break
             if on_run is not None:

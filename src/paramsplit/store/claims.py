@@ -10,11 +10,15 @@ from typing import Any
 from sqlalchemy import Connection, select
 from sqlalchemy.sql import ColumnElement, Select
 
-from paramsplit.store import schema
+from paramsplit.store import queries, schema
 
 
 def pick(
-    connection: Connection, study: str, now: datetime, stale_after_s: float, retry_failed: bool
+    connection: Connection,
+    study: str,
+    now: datetime,
+    stale_after_s: float,
+    retry_failed_before: datetime | None,
 ) -> tuple[str, str, str | None] | None:
     """The run to claim, locked where the database can (FOR UPDATE SKIP LOCKED)."""
     runs = schema.runs
@@ -32,21 +36,22 @@ def pick(
             )
             if locked is not None:
                 return locked
-    wanted = ["pending", "failed"] if retry_failed else ["pending"]
-    for status in wanted:
-        locked = _lock_first(connection, study, runs.c.status == status)
-        if locked is not None:
-            return locked
-    return None
+    locked = _lock_first(connection, study, runs.c.status == "pending")
+    if locked is None and retry_failed_before is not None:
+        # Only failures from before the retrying began: one that failed again since then
+        # would otherwise be claimed again at once, forever.
+        failed_earlier = runs.c.finished_at < retry_failed_before
+        locked = _lock_first(connection, study, runs.c.status == "failed", failed_earlier)
+    return locked
 
 
 def _candidates(study: str, *where: ColumnElement[bool]) -> Select[Any]:
-    runs, links = schema.runs, schema.study_runs
+    runs, asked = schema.runs, queries.runs_of(study)
     return (
         select(runs.c.run_id, runs.c.status, runs.c.worker)
-        .join(links, links.c.run_id == runs.c.run_id)
-        .where(links.c.study == study, *where)
-        .order_by(links.c.position)
+        .join(asked, asked.c.run_id == runs.c.run_id)
+        .where(*where)
+        .order_by(asked.c.position)
     )
 
 

@@ -14,7 +14,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from paramsplit.errors import StoreError
-from paramsplit.store import schema
+from paramsplit.store import migrations, schema
 
 DEFAULT_PATH = "paramsplit.db"
 # How long a SQLite writer waits for another one before giving up. Write transactions take
@@ -130,7 +130,8 @@ def read_transaction(engine: Engine) -> Iterator[Connection]:
 
 
 def prepare_schema(engine: Engine, shown: str) -> None:
-    """Create the tables if missing; refuse a database from a newer paramsplit or elsewhere."""
+    """Create the tables if missing, upgrade those of an older paramsplit in place; refuse a
+    database from a newer paramsplit or elsewhere."""
     try:
         with write_transaction(engine) as connection:
             if connection.dialect.name == "postgresql":
@@ -139,17 +140,20 @@ def prepare_schema(engine: Engine, shown: str) -> None:
                 )
             tables = set(inspect(connection).get_table_names())
             if tables:
-                _check_version(connection, tables, shown)
+                version = _stored_version(connection, tables, shown)
+                if version < schema.SCHEMA_VERSION:
+                    migrations.upgrade(connection, version, shown)
             schema.metadata.create_all(connection)
             if not tables:
-                version = str(schema.SCHEMA_VERSION)
-                connection.execute(schema.meta.insert().values(key="schema_version", value=version))
+                current = str(schema.SCHEMA_VERSION)
+                connection.execute(schema.meta.insert().values(key="schema_version", value=current))
     except SQLAlchemyError as error:
         reason = str(getattr(error, "orig", None) or error).splitlines()[0]
         raise StoreError(f"cannot open database '{shown}': {reason}") from None
 
 
-def _check_version(connection: Connection, tables: set[str], shown: str) -> None:
+def _stored_version(connection: Connection, tables: set[str], shown: str) -> int:
+    """The database's schema version; refuses one from a newer paramsplit or elsewhere."""
     version = None
     if "meta" in tables:
         version = connection.execute(
@@ -165,8 +169,4 @@ def _check_version(connection: Connection, tables: set[str], shown: str) -> None
             f"database '{shown}' has schema version {version}, newer than this paramsplit's "
             f"{schema.SCHEMA_VERSION}; upgrade paramsplit"
         )
-    if int(version) < schema.SCHEMA_VERSION:
-        raise StoreError(
-            f"database '{shown}' has schema version {version}, older than this paramsplit's "
-            f"{schema.SCHEMA_VERSION}, and no migration exists; use a new file or database"
-        )
+    return int(version)

@@ -27,11 +27,13 @@ _CLAIM_TRIES = 5
 @dataclass(frozen=True)
 class AddedRuns:
     """What `Store.add_runs` did: every spec's run id, in order; how many distinct runs were
-    new to the database and how many existed already (in this study or another)."""
+    new to the database and how many existed already (in this study or another); how many
+    (run, budget) links were new to the study (0 when the study is added again)."""
 
     run_ids: tuple[str, ...]
     new: int
     existing: int
+    new_links: int
 
 
 def default_worker() -> str:
@@ -67,6 +69,12 @@ class Store:
             engine.dispose()
             raise
         return cls(engine, shown)
+
+    @property
+    def connect_url(self) -> str:
+        """The URL that opens this database from another process (`Store.open`), password
+        included. A secret: never print or log it; `url` is the form to show."""
+        return self._engine.url.render_as_string(hide_password=False)
 
     def close(self) -> None:
         self._engine.dispose()
@@ -113,38 +121,29 @@ class Store:
 
     def add_runs(self, study: str, specs: Sequence[Mapping[str, Any]]) -> AddedRuns:
         """Add runs to a study, once each: a run already in the database (finished or not, in
-        this study or another) is linked, never duplicated or reset."""
+        this study or another) is linked, never duplicated or reset. A run asked for at
+        several budgets (two budgets can plan the same design) is linked once per budget."""
         prepared = [rows.run_row(spec) for spec in specs]  # check all before writing any
-        run_ids = tuple(row["run_id"] for row in prepared)
         unique = {row["run_id"]: row for row in prepared}
         now = _now()
         with database.write_transaction(self._engine) as connection:
             self._require_study(connection, study)
-            runs, links = schema.runs, schema.study_runs
-            existing = set(rows.select_in(connection, runs.c.run_id, runs.c.run_id, unique))
-            linked = set(
-                rows.select_in(
-                    connection, links.c.run_id, links.c.run_id, unique, links.c.study == study
-                )
-            )
+            runs = schema.runs
+            existing = {
+                run_id
+                for (run_id,) in rows.select_in(connection, [runs.c.run_id], runs.c.run_id, unique)
+            }
             new_rows = [
                 {**row, "created_at": now} for key, row in unique.items() if key not in existing
             ]
             rows.insert_ignore(connection, runs, new_rows)
-            position = connection.execute(
-                select(func.coalesce(func.max(links.c.position), -1)).where(links.c.study == study)
-            ).scalar_one()
-            link_rows = []
-            for key, row in unique.items():
-                if key not in linked:
-                    position += 1
-                    budget, ratio = row["budget_params"], row["ratio"]
-                    link_rows.append(
-                        {"study": study, "run_id": key, "position": position}
-                        | {"budget_params": budget, "ratio": ratio}
-                    )
-            rows.insert_ignore(connection, links, link_rows)
-        return AddedRuns(run_ids, new=len(new_rows), existing=len(unique) - len(new_rows))
+            new_links = _link_runs(connection, study, prepared)
+        return AddedRuns(
+            tuple(row["run_id"] for row in prepared),
+            new=len(new_rows),
+            existing=len(unique) - len(new_rows),
+            new_links=new_links,
+        )
 
     # -- claims ----------------------------------------------------------------------------
 
@@ -154,21 +153,23 @@ class Store:
         worker: str,
         *,
         stale_after_s: float = STALE_AFTER_S,
-        retry_failed: bool = False,
+        retry_failed_before: datetime | None = None,
     ) -> dict[str, Any] | None:
         """Claim the study's next run for `worker` and return it (`run["spec"]` is what to
         train), or None when nothing is left to claim.
 
         First a stale `running` run (its heartbeat older than `stale_after_s`, or its worker
         a dead process on this host), so an interrupted run resumes before new ones start;
-        then a pending run; then, with `retry_failed`, a failed one. In one transaction, so
-        concurrent workers never claim the same run.
+        then a pending run; then, with `retry_failed_before`, a run that failed before that
+        time. Pass the time the retrying began: a run that fails again then fails after it
+        and is not claimed again, so a run that always fails is retried once, not forever.
+        In one transaction, so concurrent workers never claim the same run.
         """
         for _ in range(_CLAIM_TRIES):
             now = _now()
             with database.write_transaction(self._engine) as connection:
                 self._require_study(connection, study)
-                found = claims.pick(connection, study, now, stale_after_s, retry_failed)
+                found = claims.pick(connection, study, now, stale_after_s, retry_failed_before)
                 if found is None:
                     return None
                 run_id, status, previous_worker = found
@@ -334,3 +335,33 @@ class Store:
         updated = connection.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
         if updated.rowcount != 1:
             raise StoreError(f"unknown run {run_id!r} in '{self.url}'")
+
+
+def _link_runs(connection: Connection, study: str, prepared: list[dict[str, Any]]) -> int:
+    """Link each (run, budget) of `prepared` that the study lacks, after the links it
+    has, in the order asked; how many were new."""
+    links = schema.study_runs
+    asked: dict[tuple[str, int], float | None] = {}
+    for row in prepared:
+        budget, ratio = rows.link_budget(
+            row["budget_params"], row.get("total_params"), row["ratio"]
+        )
+        asked.setdefault((row["run_id"], budget), ratio)
+    run_ids = {run_id for run_id, _ in asked}
+    columns = [links.c.run_id, links.c.budget_params]
+    linked = set(
+        rows.select_in(connection, columns, links.c.run_id, run_ids, links.c.study == study)
+    )
+    position = connection.execute(
+        select(func.coalesce(func.max(links.c.position), -1)).where(links.c.study == study)
+    ).scalar_one()
+    link_rows = []
+    for (run_id, budget), ratio in asked.items():
+        if (run_id, budget) not in linked:
+            position += 1
+            link_rows.append(
+                {"study": study, "run_id": run_id, "budget_params": budget}
+                | {"position": position, "ratio": ratio}
+            )
+    rows.insert_ignore(connection, links, link_rows)
+    return len(link_rows)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import Connection, Float, Integer, Table, select
@@ -36,6 +36,19 @@ def run_row(spec: Mapping[str, Any]) -> dict[str, Any]:
     if row["ratio"] is None and row.get("total_params") and row["budget_params"]:
         row["ratio"] = row["total_params"] / row["budget_params"]
     return row
+
+
+def link_budget(
+    budget_params: int | None, total_params: int | None, ratio: float | None
+) -> tuple[int, float | None]:
+    """The budget and ratio a study's link to a run keeps. Asked without a budget, a run is
+    asked at its own size (ratio 1), as the analysis reads it; `NO_BUDGET` if that is
+    unknown too. Never NULL: the budget is part of the link's key."""
+    if budget_params:
+        return budget_params, ratio
+    if total_params:
+        return total_params, 1.0
+    return schema.NO_BUDGET, None
 
 
 def epoch_row(run_id: str, record: Mapping[str, Any]) -> dict[str, Any]:
@@ -114,13 +127,14 @@ def upsert_epochs(connection: Connection, rows: list[dict[str, Any]]) -> None:
 
 def select_in(
     connection: Connection,
-    column: Any,
+    columns: Sequence[Any],
     key: Any,
     values: Iterable[str],
     *where: ColumnElement[bool],
-) -> Iterator[Any]:
-    """`column` of the rows whose `key` is in `values`, a chunk of ids at a time."""
+) -> Iterator[tuple[Any, ...]]:
+    """`columns` of the rows whose `key` is in `values`, as tuples, a chunk of ids at a time."""
     values = list(values)
     for start in range(0, len(values), _IN_CHUNK):
         chunk = values[start : start + _IN_CHUNK]
-        yield from connection.execute(select(column).where(key.in_(chunk), *where)).scalars()
+        for row in connection.execute(select(*columns).where(key.in_(chunk), *where)):
+            yield tuple(row)

@@ -27,7 +27,9 @@ from sqlalchemy import (
     TypeDecorator,
 )
 
-SCHEMA_VERSION = 1  # bump with every change to the tables below, and add a migration
+# Bump with every change to the tables below, and add a step to `migrations.STEPS`.
+# 2: a study links a run once per budget it asked for (budget_params in the primary key).
+SCHEMA_VERSION = 2
 
 STATUSES = ("pending", "running", "done", "failed")
 
@@ -138,16 +140,24 @@ runs = Table(
     Index("ix_runs_status", "status"),
 )
 
+# A link's budget where the study gave none and the run's size is unknown too. No real
+# budget is 0 parameters, and a NOT NULL key column keeps one link per (study, run, budget)
+# on every database (NULLs never collide in a unique key).
+NO_BUDGET = 0
+
 # Many-to-many: two studies that ask for the same run share one row of `runs`. The budget is
 # the study's question, not part of the run's identity (two budgets can plan the same
-# design), so each link keeps the budget it was asked for and the ratio against it.
+# design: deq k=4 is `4x resnet-20-1` at 5k and at 10k), so a study links a run once per
+# budget it asked for, each link with its ratio against that budget. The `budget_params` and
+# `ratio` of `runs` are those of the first study that added the run.
 study_runs = Table(
     "study_runs",
     metadata,
     Column("study", ForeignKey("studies.name", ondelete="CASCADE"), primary_key=True),
     Column("run_id", ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    # Asked without a budget: the run's own size (as the analysis reads it), or NO_BUDGET.
+    Column("budget_params", BigInteger, primary_key=True, autoincrement=False),
     Column("position", Integer, nullable=False),  # order in which the study asked for it
-    Column("budget_params", BigInteger),
     Column("ratio", Double),
     Index("ix_study_runs_run_id", "run_id"),
 )

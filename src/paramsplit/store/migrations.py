@@ -1,0 +1,68 @@
+"""Upgrading a database written by an older paramsplit, in place, one version at a time.
+
+Each step runs in the transaction that opens the database (DDL is transactional in SQLite and
+PostgreSQL): a database is upgraded whole or not at all, and a second process opening it at
+the same time waits for the first (BEGIN IMMEDIATE, or the advisory lock), then finds it new.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from sqlalchemy import Connection, select, update
+
+from paramsplit.errors import StoreError
+from paramsplit.store import rows, schema
+
+
+def upgrade(connection: Connection, version: int, shown: str) -> None:
+    """Bring a database of schema `version` to `schema.SCHEMA_VERSION`."""
+    steps = range(version, schema.SCHEMA_VERSION)
+    if any(step not in STEPS for step in steps):
+        raise StoreError(
+            f"database '{shown}' has schema version {version}, older than this paramsplit's "
+            f"{schema.SCHEMA_VERSION}, and no migration exists; use a new file or database"
+        )
+    for step in steps:
+        STEPS[step](connection)
+    meta = schema.meta
+    connection.execute(
+        update(meta).where(meta.c.key == "schema_version").values(value=str(schema.SCHEMA_VERSION))
+    )
+
+
+def _links_per_budget(connection: Connection) -> None:
+    """1 -> 2: `study_runs` gets `budget_params` into its primary key, NOT NULL.
+
+    Neither database can change a primary key in place (SQLite cannot alter it at all), so
+    the links are read, the table is made anew and they go back in. Links are few (one per
+    run of each study), so they fit in memory. A link without a budget gets the one that
+    `add_runs` now gives it: the run's own size.
+    """
+    links, runs = schema.study_runs, schema.runs
+    # Version 1 had the same columns, so the new table's names select from the old one.
+    old = connection.execute(
+        select(
+            links.c.study,
+            links.c.run_id,
+            links.c.position,
+            links.c.budget_params,
+            links.c.ratio,
+            runs.c.total_params,
+        ).outerjoin(runs, runs.c.run_id == links.c.run_id)
+    ).all()
+    kept = []
+    for link in old:
+        budget, ratio = rows.link_budget(link.budget_params, link.total_params, link.ratio)
+        kept.append(
+            {"study": link.study, "run_id": link.run_id, "position": link.position}
+            | {"budget_params": budget, "ratio": ratio}
+        )
+    links.drop(connection)  # its index goes with it, and comes back with `create`
+    links.create(connection)
+    if kept:
+        connection.execute(links.insert(), kept)
+
+
+# From version N to N + 1.
+STEPS: dict[int, Callable[[Connection], None]] = {1: _links_per_budget}
