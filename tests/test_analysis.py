@@ -481,3 +481,14 @@ def test_recommend_breaks_an_accuracy_tie_by_training_time():
     records += seeds(10_000, "weq", 2, tuple(n / 360 for n in (330, 331, 338)), train_time_s=10)
     answer = recommend(analyse("s", records).designs, 10_000)
     assert answer.choice is not None and answer.choice.label == "weq k=2"
+
+
+def test_a_run_asked_for_at_two_budgets_counts_once_but_compares_at_both():
+    shared = run(10_000, "deq", 2, accuracy=0.95)
+    at_5k = RunRecord(**{**shared.__dict__, "budget_params": 5_000})  # the same run id
+    records = [run(5_000, accuracy=0.90), run(10_000, accuracy=0.97), shared, at_5k]
+    analysis = analyse("s", records)
+    assert (analysis.num_runs, analysis.num_done) == (3, 3)
+    (switchover,) = analysis.switchovers
+    assert switchover.budgets == (5_000, 10_000)
+    assert switchover.wins == (True, False)

@@ -84,11 +84,23 @@ class Analysis:
 
     @property
     def failed(self) -> list[RunRecord]:
-        return failed_runs(self.records)
+        """Each failed run once (a run asked for at two budgets is two records)."""
+        return list({r.run_id: r for r in failed_runs(self.records)}.values())
+
+    def _count(self, statuses: tuple[str, ...]) -> int:
+        return len({r.run_id for r in self.records if r.status in statuses})
+
+    @property
+    def num_runs(self) -> int:
+        return len({r.run_id for r in self.records})
+
+    @property
+    def num_done(self) -> int:
+        return len({r.run_id for r in self.records if r.done})
 
     @property
     def num_pending(self) -> int:
-        return sum(1 for r in self.records if r.status in ("pending", "running"))
+        return self._count(("pending", "running"))
 
     def on_front(self, summary: DesignSummary) -> bool:
         return any(summary.key in front.keys for front in self.pareto)
@@ -106,8 +118,8 @@ class Analysis:
             "study": self.study,
             "alpha": self.alpha,
             "require_significance": self.require_significance,
-            "num_runs": len(self.records),
-            "num_done": sum(1 for r in self.records if r.done),
+            "num_runs": self.num_runs,
+            "num_done": self.num_done,
             "num_pending": self.num_pending,
             "failed": [
                 {"run_id": r.run_id, "design": r.design, "seed": r.seed, "reason": r.reason}

@@ -115,10 +115,9 @@ def render_comparisons(analysis: Analysis) -> None:
 
 def render_analysis(analysis: Analysis) -> None:
     """The plain-text summary of a study: counts, designs, win table, ESTs."""
-    done = sum(1 for r in analysis.records if r.done)
     console.print(
-        f"[bold]{escape(analysis.study)}[/]: {done} runs done, {len(analysis.failed)} failed, "
-        f"{analysis.num_pending} not run yet"
+        f"[bold]{escape(analysis.study)}[/]: {analysis.num_done} runs done, "
+        f"{len(analysis.failed)} failed, {analysis.num_pending} not run yet"
     )
     for record in analysis.failed:
         console.print(

@@ -117,7 +117,6 @@ def _answer_html(analysis: Analysis) -> str:
 
 def _meta_html(analysis: Analysis) -> str:
     groups = sorted({f"{d.family} on {d.dataset}" for d in analysis.designs})
-    done = sum(1 for r in analysis.records if r.done)
     rule = (
         f"an ensemble wins when it is more accurate with one-sided Welch p < {analysis.alpha:g}"
         if analysis.require_significance
@@ -125,7 +124,7 @@ def _meta_html(analysis: Analysis) -> str:
     )
     return (
         f"<p class='meta'>{esc(', '.join(groups) or 'no finished designs')} · "
-        f"{len(analysis.records)} runs: {done} finished, {len(analysis.failed)} failed, "
+        f"{analysis.num_runs} runs: {analysis.num_done} finished, {len(analysis.failed)} failed, "
         f"{analysis.num_pending} not run · {esc(rule)}</p>"
     )
 
