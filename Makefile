@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/executors.py --quick
 	$(BIN)/python benchmarks/store.py
 	$(BIN)/python benchmarks/study.py
+	$(BIN)/python benchmarks/report.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
