@@ -59,6 +59,15 @@ _EXPORTS = {
     "plan": "paramsplit.planner",
     "plan_budget": "paramsplit.planner",
     "plan_single": "paramsplit.planner",
+    # studies and the answer
+    "StudyDefinition": "paramsplit.study",
+    "run_study": "paramsplit.study",
+    "Analysis": "paramsplit.analysis",
+    "analyse": "paramsplit.analysis",
+    "analyse_store": "paramsplit.analysis",
+    "Constraints": "paramsplit.analysis",
+    "recommend": "paramsplit.analysis",
+    "write_report": "paramsplit.report",
 }
 
 __all__ = ["__version__", *_EXPORTS]
