@@ -257,3 +257,8 @@ def test_bad_durations_and_sizes_are_refused_with_the_allowed_units():
         parse_bytes("4 parsecs")
     with pytest.raises(UsageError, match="memory size must be positive, got '0GB'"):
         parse_bytes("0GB")
+
+
+def test_every_public_name_resolves():
+    missing = [name for name in ps.__all__ if getattr(ps, name, None) is None]
+    assert missing == []
