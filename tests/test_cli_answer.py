@@ -147,3 +147,21 @@ def test_report_on_an_empty_database_says_to_run_a_study(tmp_path):
     result, _, err = invoke("report", "--db", str(tmp_path / "none.db"))
     assert result.exit_code == 1
     assert "no studies in" in err and "paramsplit demo" in err
+
+
+def test_report_on_a_study_not_run_yet_says_so(tmp_path):
+    path = tmp_path / "pending.db"
+    with Store.open(path) as store:
+        store.add_study("later", {"name": "later"})
+        store.add_runs("later", [{
+            "family": "resnet", "design_class": "single", "num_members": 1,
+            "member": "resnet-8-2", "member_depth": 8, "member_width": 2, "total_params": 900,
+            "budget_params": 1_000, "dataset": "digits", "config": {}, "seed": 0,
+        }])  # fmt: skip
+    html = tmp_path / "later.html"
+    result, out, err = invoke("report", "--db", str(path), "--html", str(html), "--budget", "1k")
+    assert result.exit_code == 0, err
+    assert "later: 0 runs done, 0 failed, 1 not run yet" in out
+    assert "No finished runs yet" in out
+    assert "no finished runs to answer from" in out
+    assert html.is_file()

@@ -54,6 +54,9 @@ def render_switchovers(analysis: Analysis) -> None:
 
 
 def render_designs(analysis: Analysis) -> None:
+    if not analysis.designs:
+        console.print("No finished runs yet: run the study (paramsplit run), then report again.")
+        return
     table = Table(
         title="Designs (mean ± std over seeds)", title_justify="left", box=box.SIMPLE_HEAD
     )
@@ -165,6 +168,8 @@ def render_recommendation(answer: Recommendation) -> None:
                 f"({choice.accuracy.n} vs {runner_up.summary.accuracy.n} seeds)"
             )
         console.print(f"  backed by runs {', '.join(choice.run_ids)}", style="dim")
+    if not answer.candidates:
+        return
     table = Table(title="Candidates", title_justify="left", box=box.SIMPLE_HEAD)
     for column in ("design", "class", "test accuracy (seeds)", "latency", "train time",
                    "train memory", "meets constraints"):  # fmt: skip
