@@ -123,15 +123,17 @@ def train(
             row.design, data, config, seed, executor=executor, device=target, progress=report
         )
     summary = result.to_dict(target_accuracy)
+    notes = list(data.notes)
     if measure and result.status == "done":
-        from paramsplit.measure import measure_design
-        from paramsplit.train import restore_executor
+        from paramsplit.study import measure_run
 
         progress_note = "measuring latency, throughput and peak memory"
         render.error_console.print(progress_note, style="dim")
-        measured = measure_design(restore_executor(result, target), data.input_spec(), target)
-        summary.update({k: v for k, v in measured.to_dict().items() if k not in summary})
+        measured = measure_run(result, data, target, memory=True)
+        summary.update({k: v for k, v in measured.items() if k not in summary})
+        if "measure_error" in measured:
+            notes.append(f"measurement failed: {measured['measure_error']}")
     if as_json:
         render.print_json(summary)
     else:
-        render.render_train(summary, data.notes)
+        render.render_train(summary, notes)
