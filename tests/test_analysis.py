@@ -492,3 +492,16 @@ def test_a_run_asked_for_at_two_budgets_counts_once_but_compares_at_both():
     (switchover,) = analysis.switchovers
     assert switchover.budgets == (5_000, 10_000)
     assert switchover.wins == (True, False)
+
+
+def test_costs_compare_by_median_so_one_disturbed_measurement_does_not_count():
+    records = [run(10_000, "single", 1, s, 0.9, latency_ms_batch1=2.0) for s in range(3)]
+    records += [
+        run(10_000, "weq", 2, s, 0.95, latency_ms_batch1=latency)
+        for s, latency in enumerate((2.0, 2.2, 20.0))  # the third measured beside a training job
+    ]
+    analysis = analyse("s", records)
+    (row,) = analysis.comparisons
+    assert row.cost_ratios["latency_ms_batch1"] == pytest.approx(1.1)
+    answer = recommend(analysis.designs, 10_000, Constraints(max_latency_ms=3))
+    assert answer.choice is not None and answer.choice.label == "weq k=2"

@@ -1,10 +1,11 @@
 """Each ensemble against the single network of the same budget: the per-design win table.
 
-Accuracy: the difference of means over seeds and a one-sided Welch p-value. Costs: ratios of
-the ensemble's mean to the single network's (training time, time per epoch, latency at batch
-1, peak memory; > 1 means the ensemble costs more). Time to accuracy: how long the ensemble
-trains until its validation accuracy first reaches the single network's best (mean over the
-single's seeds), against how long the single network takes to reach its own best.
+Accuracy: the difference of means over seeds and a one-sided Welch p-value. Costs: ratios
+of the ensemble's median over seeds to the single network's (training time, time per epoch,
+latency at batch 1, peak memory; > 1 means the ensemble costs more). Time to accuracy: how
+long the ensemble trains until its validation accuracy first reaches the single network's
+best (mean over the single's seeds), against how long the single network takes to reach its
+own best.
 """
 
 from __future__ import annotations
@@ -87,9 +88,9 @@ COST_METRICS = (
 
 
 def _ratio(ensemble: Stat | None, single: Stat | None) -> float | None:
-    if ensemble is None or single is None or single.mean == 0:
+    if ensemble is None or single is None or single.median == 0:
         return None
-    return ensemble.mean / single.mean
+    return ensemble.median / single.median
 
 
 def first_time_at(record: RunRecord, target: float) -> float | None:

@@ -40,11 +40,11 @@ class ParetoFront:
 
 
 def _scores(summary: DesignSummary, objectives: Sequence[tuple[str, int]]) -> tuple[float, ...]:
-    """Objective values oriented so that larger is better."""
+    """Objective values oriented so that larger is better: mean accuracy, median costs."""
     values = []
     for name, direction in objectives:
         stat = getattr(summary, name)
-        values.append(direction * stat.mean)
+        values.append(direction * (stat.mean if name == "accuracy" else stat.median))
     return tuple(values)
 
 

@@ -3,7 +3,7 @@
 Candidates are the designs measured at the requested budget. Where that budget was not
 measured, they come from the nearest measured budget within it (or, failing that, the
 nearest above it, which the answer flags as over budget); the recommendation says so. A
-candidate passes when every constraint is met by its mean over seeds; a constraint on a
+candidate passes when every constraint is met by its median over seeds; a constraint on a
 quantity a design did not measure excludes it, with that reason. Among the passing
 candidates the objective picks: highest accuracy, or shortest training or latency.
 """
@@ -47,10 +47,10 @@ class Constraints:
 def latency_ms_at(summary: DesignSummary, batch_size: int) -> float | None:
     """Latency for one batch: measured at batch 1, else estimated from measured throughput."""
     if batch_size == 1:
-        return summary.latency_ms_batch1.mean if summary.latency_ms_batch1 else None
+        return summary.latency_ms_batch1.median if summary.latency_ms_batch1 else None
     if summary.throughput_images_per_s is None:
         return None
-    return 1000.0 * batch_size / summary.throughput_images_per_s.mean
+    return 1000.0 * batch_size / summary.throughput_images_per_s.median
 
 
 @dataclass(frozen=True)
@@ -84,13 +84,13 @@ def check(summary: DesignSummary, constraints: Constraints) -> Candidate:
         ("latency", latency, constraints.max_latency_ms, "ms"),
         (
             "training time",
-            summary.train_time_s.mean if summary.train_time_s else None,
+            summary.train_time_s.median if summary.train_time_s else None,
             constraints.max_train_time_s,
             "s",
         ),
         (
             "training memory",
-            summary.peak_train_memory_bytes.mean if summary.peak_train_memory_bytes else None,
+            summary.peak_train_memory_bytes.median if summary.peak_train_memory_bytes else None,
             constraints.max_memory_bytes,
             "bytes",
         ),
@@ -113,7 +113,7 @@ def _objective_key(candidate: Candidate, objective: str) -> tuple[float, ...]:
     then fewer parameters. Accuracies equal to floating-point noise tie."""
     s = candidate.summary
     accuracy = -round(s.accuracy.mean / TIE_TOLERANCE) * TIE_TOLERANCE
-    train_time_s = s.train_time_s.mean if s.train_time_s else float("inf")
+    train_time_s = s.train_time_s.median if s.train_time_s else float("inf")
     if objective == "accuracy":
         primary = accuracy
     elif objective == "train-time":

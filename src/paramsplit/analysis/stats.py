@@ -20,14 +20,20 @@ def beats(a: float, b: float) -> bool:
 
 @dataclass(frozen=True)
 class Stat:
-    """A quantity over seeds. `std` is the sample standard deviation (n − 1), None for n < 2."""
+    """A quantity over seeds. `std` is the sample standard deviation (n − 1), None for n < 2.
+
+    Accuracy is compared by its mean (with `std` for the t-test); costs (times, memory) by
+    their `median`, which one measurement disturbed by other work on the machine cannot
+    drag: latency measured beside a training worker came out 2× in one seed of three.
+    """
 
     mean: float
     std: float | None
     n: int
+    median: float
 
     def to_dict(self) -> dict[str, float | int | None]:
-        return {"mean": self.mean, "std": self.std, "n": self.n}
+        return {"mean": self.mean, "std": self.std, "n": self.n, "median": self.median}
 
 
 def stat_of(values: Iterable[float | int | None]) -> Stat | None:
@@ -36,7 +42,7 @@ def stat_of(values: Iterable[float | int | None]) -> Stat | None:
     if not present:
         return None
     std = statistics.stdev(present) if len(present) > 1 else None
-    return Stat(statistics.fmean(present), std, len(present))
+    return Stat(statistics.fmean(present), std, len(present), statistics.median(present))
 
 
 def p_value_greater(a: Stat, b: Stat) -> float | None:

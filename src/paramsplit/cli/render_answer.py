@@ -24,8 +24,12 @@ def accuracy_text(stat: Stat | None) -> str:
     return f"{100 * stat.mean:.2f}{spread} % ({stat.n})"
 
 
-def _mean(stat: Stat | None, unit: str, digits: int = 3) -> str:
-    return "—" if stat is None else f"{stat.mean:.{digits}g} {unit}"
+def _median(stat: Stat | None, unit: str, digits: int = 3) -> str:
+    return "—" if stat is None else f"{stat.median:.{digits}g} {unit}"
+
+
+def _memory(stat: Stat | None) -> str:
+    return "—" if stat is None else format_bytes(int(stat.median))
 
 
 def _ratio(value: float | None) -> str:
@@ -58,7 +62,9 @@ def render_designs(analysis: Analysis) -> None:
         console.print("No finished runs yet: run the study (paramsplit run), then report again.")
         return
     table = Table(
-        title="Designs (mean ± std over seeds)", title_justify="left", box=box.SIMPLE_HEAD
+        title="Designs (accuracy: mean ± std over seeds; costs: median over seeds)",
+        title_justify="left",
+        box=box.SIMPLE_HEAD,
     )
     columns = ("budget", "design", "class", "params (ratio)", "test accuracy (seeds)",
                "train time", "epoch time", "latency b=1", "train memory", "Pareto")  # fmt: skip
@@ -72,10 +78,10 @@ def render_designs(analysis: Analysis) -> None:
             d.label,
             f"{d.total_params:,}{ratio}",
             accuracy_text(d.accuracy),
-            _mean(d.train_time_s, "s"),
-            _mean(d.epoch_time_s, "s"),
-            _mean(d.latency_ms_batch1, "ms"),
-            format_bytes(int(d.peak_train_memory_bytes.mean)) if d.peak_train_memory_bytes else "—",
+            _median(d.train_time_s, "s"),
+            _median(d.epoch_time_s, "s"),
+            _median(d.latency_ms_batch1, "ms"),
+            _memory(d.peak_train_memory_bytes),
             "✓" if analysis.on_front(d) else "",
         )
     console.print(table)
@@ -139,7 +145,7 @@ def _objective_margin(answer: Recommendation, runner_up: Candidate) -> str:
         ours, theirs, unit = best.summary.train_time_s, runner_up.summary.train_time_s, "s"
         if ours is None or theirs is None:
             return ""
-        a, b = ours.mean, theirs.mean
+        a, b = ours.median, theirs.median
     elif answer.objective == "latency" and best.latency_ms and runner_up.latency_ms:
         a, b, unit = best.latency_ms, runner_up.latency_ms, "ms"
     else:
@@ -181,8 +187,8 @@ def render_recommendation(answer: Recommendation) -> None:
             s.label,
             accuracy_text(s.accuracy),
             "—" if candidate.latency_ms is None else f"{candidate.latency_ms:.3g} ms",
-            _mean(s.train_time_s, "s"),
-            format_bytes(int(s.peak_train_memory_bytes.mean)) if s.peak_train_memory_bytes else "—",
+            _median(s.train_time_s, "s"),
+            _memory(s.peak_train_memory_bytes),
             "✓" if candidate.passes else escape("; ".join(candidate.violations)),
         )
     console.print(table)

@@ -151,7 +151,7 @@ def _pareto_panel(ax: Axes, analysis: Analysis, designs: list[DesignSummary]) ->
         for design in rows:
             front = analysis.on_front(design)
             assert design.train_time_s is not None
-            x, y = design.train_time_s.mean, design.accuracy.mean * 100
+            x, y = design.train_time_s.median, design.accuracy.mean * 100
             ax.scatter(
                 [x], [y], s=110 if front else 50, marker=look.marker, color=look.colour,
                 edgecolors="black" if front else "none", linewidths=1.6,
@@ -162,10 +162,10 @@ def _pareto_panel(ax: Axes, analysis: Analysis, designs: list[DesignSummary]) ->
                     f"{design.label} @ {short_budget(design.budget_params)}", (x, y),
                     xytext=(6, 4), textcoords="offset points", fontsize=7.5,
                 )  # fmt: skip
-    times = [d.train_time_s.mean for d in timed if d.train_time_s]
+    times = [d.train_time_s.median for d in timed if d.train_time_s]
     if min(times) > 0 and max(times) / min(times) > 10:
         ax.set_xscale("log")
-    ax.set_xlabel("training time (s), mean over seeds")
+    ax.set_xlabel("training time (s), median over seeds")
     ax.set_ylabel("test accuracy (%)")
     ax.grid(alpha=0.3)
     left_out = len(designs) - len(timed)

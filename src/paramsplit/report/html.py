@@ -149,6 +149,8 @@ at the largest.</dd>
 <dt>Accuracy, validation and test</dt><dd>Test accuracy is measured once per run, at the
 epoch with the best validation accuracy (selection never looks at the test set). Tables show
 mean ± sample standard deviation over seeds, in percent; with one seed, the mean alone.
+Costs (times, memory) are medians over seeds: one measurement disturbed by other work on
+the machine does not move them.
 The heat map compares {heat_metric} accuracy after each epoch.</dd>
 <dt>Gain, p-value, result</dt><dd>Gain: ensemble mean − single mean, in percentage points.
 p-value: one-sided Welch's t-test that the ensemble is more accurate (needs two seeds on each

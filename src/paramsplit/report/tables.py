@@ -10,18 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from paramsplit.analysis import Analysis, Comparison, DesignSummary, Recommendation, Stat
+from paramsplit.analysis.stats import TIE_TOLERANCE
 from paramsplit.report.text import (
     BYTES_PER_MB,
     MISSING,
     accuracy_text,
+    cost_text,
     mean_of,
-    memory_text,
+    median_of,
     number,
     p_value_text,
     points_text,
     ratio_text,
     short_budget,
-    stat_text,
 )
 from paramsplit.specs import format_budget
 
@@ -48,8 +49,9 @@ def num(shown: str, value: float | None) -> Cell:
     return Cell(MISSING if value is None else shown, value, numeric=True)
 
 
-def stat_cell(stat: Stat | None) -> Cell:
-    return num(stat_text(stat), mean_of(stat))
+def cost_cell(stat: Stat | None, scale: float = 1.0) -> Cell:
+    """A cost (time, memory): its median over seeds."""
+    return num(cost_text(stat, scale), median_of(stat, scale))
 
 
 def accuracy_cell(stat: Stat | None) -> Cell:
@@ -57,7 +59,7 @@ def accuracy_cell(stat: Stat | None) -> Cell:
 
 
 def memory_cell(stat: Stat | None) -> Cell:
-    return num(memory_text(stat), mean_of(stat, 1 / BYTES_PER_MB))
+    return cost_cell(stat, 1 / BYTES_PER_MB)
 
 
 def budget_cell(params: int) -> Cell:
@@ -107,9 +109,9 @@ def designs_table(analysis: Analysis) -> Table:
             num(f"{d.ratio:.3f}" if d.ratio is not None else MISSING, d.ratio),
             num(seeds, len(d.seeds)),
             accuracy_cell(d.accuracy),
-            stat_cell(d.train_time_s),
-            stat_cell(d.epoch_time_s),
-            stat_cell(d.latency_ms_batch1),
+            cost_cell(d.train_time_s),
+            cost_cell(d.epoch_time_s),
+            cost_cell(d.latency_ms_batch1),
             memory_cell(d.peak_train_memory_bytes),
             memory_cell(d.peak_inference_memory_bytes),
             num("✓" if on_front else "", 1 if on_front else 0),
@@ -119,7 +121,7 @@ def designs_table(analysis: Analysis) -> Table:
 
 
 def verdict(row: Comparison) -> str:
-    if row.accuracy_gain == 0:
+    if abs(row.accuracy_gain) <= TIE_TOLERANCE:
         return "tie"
     if not row.wins:
         return "loss"

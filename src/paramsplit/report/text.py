@@ -29,16 +29,6 @@ def number(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}g}"
 
 
-def stat_text(stat: Stat | None, scale: float = 1.0, digits: int = 3) -> str:
-    """'98.6 ± 0.3': mean ± sample std over seeds; the mean alone with one seed."""
-    if stat is None:
-        return MISSING
-    mean = number(stat.mean * scale, digits)
-    if stat.std is None:
-        return mean
-    return f"{mean} ± {number(stat.std * scale, 2)}"
-
-
 def accuracy_text(stat: Stat | None) -> str:
     """Accuracy in percent with one decimal: '98.6 ± 0.3'."""
     if stat is None:
@@ -47,8 +37,13 @@ def accuracy_text(stat: Stat | None) -> str:
     return mean if stat.std is None else f"{mean} ± {stat.std * 100:.1f}"
 
 
-def memory_text(stat: Stat | None) -> str:
-    return stat_text(stat, scale=1 / BYTES_PER_MB)
+def cost_text(stat: Stat | None, scale: float = 1.0) -> str:
+    """A cost (time, memory) as its median over seeds: '1.23'."""
+    return MISSING if stat is None else number(stat.median * scale)
+
+
+def median_of(stat: Stat | None, scale: float = 1.0) -> float | None:
+    return None if stat is None else stat.median * scale
 
 
 def ratio_text(value: float | None) -> str:
