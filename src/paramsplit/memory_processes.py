@@ -11,6 +11,8 @@ measurement itself is `paramsplit.measure_memory.run_memory_request`.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import gc
 import json
 import os
 import select
@@ -40,6 +42,20 @@ def _python_env() -> dict[str, str]:
     return env
 
 
+def _release_free_heap() -> None:
+    """Give the heap's free pages back to the system before forking a measuring child.
+
+    A child's allocations that land on pages its parent left resident but free add nothing
+    to its resident size, so how much of that the server happened to hold changed the
+    figures: the same design measured 15, 25 and 44 MiB in servers whose imports had run
+    differently (fresh or cached bytecode). With the free pages released, every child
+    starts from the same state.
+    """
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to release
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def serve_memory_requests() -> None:
     """The memory server's loop: one JSON request per line on stdin, each measured in a
     child forked for it, one JSON result (or {"error": ...}) per line on stdout.
@@ -52,6 +68,7 @@ def serve_memory_requests() -> None:
     results = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)  # whatever else writes to stdout must not break the protocol
     for line in sys.stdin:
+        _release_free_heap()
         pid = os.fork()
         if pid == 0:  # the child: answer, and never return into this loop
             try:
