@@ -24,7 +24,7 @@ from paramsplit.errors import ConfigError, StoreError, UsageError
 from paramsplit.measure.side_by_side import RoundSettings, measure_group
 from paramsplit.specs import TrainConfig
 from paramsplit.store import SCHEMA_VERSION, Store, default_worker
-from paramsplit.study import StudyDefinition, register_study, with_load
+from paramsplit.study import StudyDefinition, register_study, run_study, with_load
 from paramsplit.study_measure import budget_groups, measure_study
 from paramsplit.train.checkpoint import save_checkpoint
 
@@ -322,3 +322,35 @@ def test_the_command_names_a_bad_batch_size(store, batch):
     result = runner.invoke(app, ["measure", "--db", store.url, "--batch", batch])
     assert result.exit_code == 2
     assert f"--batch must be batch sizes >= 1 such as 1,8,64, got '{batch}'" in result.stderr
+
+
+def test_recommend_answers_with_the_side_by_side_figures_once_measured(store):
+    def candidates() -> tuple[dict, list]:
+        result = runner.invoke(
+            app, ["recommend", "--db", store.url, "--budget", "3000", "--batch", "4",
+                  "--max-latency-ms", "1000", "--json"],
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        answer = json.loads(result.stdout)
+        return {c["design"]: c["latency_source"] for c in answer["candidates"]}, answer["notes"]
+
+    sources, notes = candidates()
+    assert set(sources.values()) == {None}  # trained with --measure none: nothing to say
+    measure_study(store, batch_sizes=(4,), settings=FAST, input_specs={"digits": DIGITS})
+    sources, notes = candidates()
+    assert sources == {"resnet-8-3": "side-by-side", "2x resnet-8-2": "side-by-side"}
+    assert not [note for note in notes if note.startswith("latency at batch 4")]
+
+
+def test_a_studys_runs_record_how_many_workers_shared_the_machine(tmp_path, digits):
+    small = dataclasses.replace(STUDY, budgets=(1_500,), designs=("single",), measure="latency")
+    few = dataclasses.replace(
+        digits["digits"],
+        train_images=digits["digits"].train_images[:64],
+        train_labels=digits["digits"].train_labels[:64],
+    )
+    with Store.open(tmp_path / "trained.db") as opened:
+        run_study(opened, small, datasets={"digits": few})
+        (run,) = opened.runs("tiny")
+    assert run["metrics"]["concurrent_workers"] == 1
+    assert run["metrics"]["latency_under_load"] is False
