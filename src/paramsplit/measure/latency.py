@@ -6,7 +6,8 @@ reported. Repetitions stop at a time budget per batch size (never fewer than
 `MIN_REPEATS`), so a tiny network measures in a fraction of a second and a large one does
 not run for minutes. A design is measured twice side by side: through its executor (what
 training chose) and as a plain loop over k single networks, so the reader sees what fusing
-buys at inference.
+buys at inference. `time_in_rounds` keeps every round's times, from which
+`paramsplit.measure.side_by_side` takes ratios within rounds (`paramsplit measure`).
 """
 
 from __future__ import annotations
