@@ -124,7 +124,7 @@ def step_members(
     if len(skipped) == num_members:
         return
     state = optimizer.state
-    had_buffer = {p for p in params if state[p].get("momentum_buffer") is not None}
+    had_buffer = {p for p in params if state.get(p, {}).get("momentum_buffer") is not None}
     saved_params = [member_view(p, num_members)[skipped].clone() for p in params]
     saved_buffers = {
         p: member_view(state[p]["momentum_buffer"], num_members)[skipped].clone()
@@ -136,6 +136,6 @@ def step_members(
     for p in params:
         # A buffer this step created is zero for a skipped member: SGD's first step from a
         # zero buffer (momentum * 0 + gradient) equals its first step without one.
-        buffer = state[p].get("momentum_buffer")
+        buffer = state.get(p, {}).get("momentum_buffer")
         if buffer is not None:
             member_view(buffer, num_members)[skipped] = saved_buffers.get(p, 0)
