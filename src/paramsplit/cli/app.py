@@ -81,13 +81,19 @@ def plan(
         int | None, typer.Option(help="Depth in budget mode (default: the family's).")
     ] = None,
     match: Annotated[str, typer.Option(help="Matching rule: le, nearest or tol:X.")] = "le",
+    tolerance: Annotated[
+        str,
+        typer.Option(help="Matched range of total / |S| for a warning-free row: LOW,HIGH."),
+    ] = "0.9,1.0",
     input_shape: InputOption = "3x32x32",
     classes: ClassesOption = 10,
     as_json: JsonFlag = False,
 ) -> None:
-    """The design space: a single network and its deq/weq ensembles, with exact sizes."""
+    """The design space: a single network and its deq/weq ensembles, each matched to the
+    single network's exact parameter count |S|."""
     from paramsplit.planner import plan as plan_designs
-    from paramsplit.specs import parse_input
+    from paramsplit.planner import plan_warnings
+    from paramsplit.specs import parse_input, parse_tolerance
 
     rows = plan_designs(
         family,
@@ -97,11 +103,15 @@ def plan(
         depth=depth,
         match=match,
         input_spec=parse_input(input_shape, classes),
+        tolerance=parse_tolerance(tolerance),
     )
+    warnings = plan_warnings(rows)
     if as_json:
         render.print_json([row.to_dict() for row in rows])
+        for warning in warnings:  # stderr: stdout stays pure JSON
+            render.error_console.print(f"warning: unmatched {warning}", markup=False)
     else:
-        render.render_plan(rows)
+        render.render_plan(rows, warnings)
 
 
 app.command()(reports_errors(train))
