@@ -238,8 +238,14 @@ def match_depth(shape: ArchSpec, num_members: int, target: int, input_spec: Inpu
     def total_at(units: int) -> int:
         return counter.total(at_units(units))
 
-    # Parameters grow about linearly with depth: a guess for where the search starts.
-    guess = max(1, round(shape.units * target / total_at(shape.units)))
+    # Where the search starts: a power law through the counts at 1 unit and at the shape's
+    # depth (about linear for resnet, wrn and vgg, steeper for densenet-bc, whose layers'
+    # inputs grow with depth). One cheap count of a shallow network saves several deep ones.
+    smallest, reference = total_at(1), total_at(shape.units)
+    exponent = 1.0
+    if shape.units > 1 and reference > smallest:
+        exponent = math.log(reference / smallest) / math.log(shape.units)
+    guess = max(1, round(shape.units * (target / reference) ** (1 / exponent)))
     fits = largest_fitting(total_at, target, 1, guess)
     members = [at_units(1)] if fits is None else [at_units(fits), at_units(fits + 1)]
     return counter.choice(members, target)

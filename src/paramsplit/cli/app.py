@@ -34,6 +34,8 @@ def families(as_json: JsonFlag = False) -> None:
                     "name": f.name,
                     "title": f.title,
                     "width": f.width_meaning,
+                    "stage_widths": f.stage_meaning,
+                    "stage_multipliers": list(f.stage_multipliers),
                     "depth_rule": f.depth_rule,
                     "default": f"{f.name}-{f.default_depth}-{f.default_width}",
                     "published": {p.name: p.params for p in f.published},
@@ -105,13 +107,10 @@ def plan(
         input_spec=parse_input(input_shape, classes),
         tolerance=parse_tolerance(tolerance),
     )
-    warnings = plan_warnings(rows)
-    if as_json:
+    if as_json:  # each row says whether it is matched, and if not, why
         render.print_json([row.to_dict() for row in rows])
-        for warning in warnings:  # stderr: stdout stays pure JSON
-            render.error_console.print(f"warning: unmatched {warning}", markup=False)
     else:
-        render.render_plan(rows, warnings)
+        render.render_plan(rows, plan_warnings(rows))
 
 
 app.command()(reports_errors(train))

@@ -57,7 +57,7 @@ def render_families(families: Sequence[FamilyInfo]) -> None:
     for info in families:
         table.add_row(
             f"[bold]{info.name}[/]\n[dim]{info.title}[/]",
-            info.width_meaning,
+            f"{info.width_meaning}\n[dim]or dotted, {info.stage_meaning}[/]",
             f"{info.depth_rule}\n[dim]{info.depth_meaning}[/]",
             f"{info.name}-{info.default_depth}-{info.default_width}",
         )
@@ -112,14 +112,11 @@ def render_plan(rows: Sequence[PlannedDesign], warnings: Sequence[str] = ()) -> 
     """The plan table; `warnings` (one per unmatched row) are printed below it."""
     first = rows[0]
     assert first.member is not None, "a plan starts with its single network"
-    low, high = first.tolerance
-    budget = (
-        "single mode"
-        if first.budget_params == first.single_params
-        else f"budget {first.budget_params:,} params"
-    )
+    budget = ""
+    if first.budget_params != first.single_params:  # budget mode
+        budget = f"budget {first.budget_params:,} params, "
     title = (
-        f"{first.family}: {budget}, single {first.member.name} with |S| = "
+        f"{first.family}: {budget}single {first.member.name} with |S| = "
         f"{first.single_params:,} params, rule '{first.match_rule}', "
         f"input {first.input_spec.name}, {first.input_spec.num_classes} classes"
     )
@@ -159,10 +156,8 @@ def render_plan(rows: Sequence[PlannedDesign], warnings: Sequence[str] = ()) -> 
                 f"[yellow]infeasible[/] {row.design_class.value} k={row.num_members}: "
                 f"{escape(row.reason or '')}{escape(better)}"
             )
-    if warnings:
-        console.print(f"[yellow]* unmatched[/] (total outside [{low:.2f}, {high:.2f}] × |S|):")
-        for warning in warnings:
-            console.print(f"  {escape(warning)}")
+    for warning in warnings:  # the rows marked * in the table
+        console.print(f"[yellow]unmatched[/] {escape(warning)}")
     num_counted = sum(row.num_counted for row in rows)
     console.print(
         "vs budget = total / budget; vs |S| = total / the single network's parameters, which "
