@@ -184,6 +184,7 @@ def stage_width_candidates(
     """
     low, high = math.sqrt(total_low), math.sqrt(total_high)
     shrink = width + (math.sqrt(target) - low) / (high - low)
+    # Clamped to [m·w, m·(w + 1)] only against float rounding at the ends.
     per_stage = [
         sorted(
             {max(m * width, math.floor(m * shrink)), min(m * (width + 1), math.ceil(m * shrink))}

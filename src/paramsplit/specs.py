@@ -150,8 +150,9 @@ def is_matched(
 ) -> bool:
     """Whether total / |S| lies in `tolerance` (inclusive); an unknown ratio is not matched.
 
-    A 1e-9 slack absorbs float rounding of ratios computed from exact counts: a total of
-    exactly |S| always gives 1.0, but e.g. 0.9 * |S| may not give exactly 0.9.
+    A 1e-9 slack absorbs the float noise of a ratio computed indirectly, e.g. from two
+    ratios to the budget, (T / B) / (|S| / B); it is far below one parameter in any network
+    under 10^9 parameters, so it never matches a total that is really out of range.
     """
     if ratio_to_single is None:
         return False
