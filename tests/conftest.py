@@ -13,10 +13,28 @@ import paramsplit as ps
 SMALL_WIDTHS = {"resnet": 4, "wrn": 1, "densenet-bc": 4, "vgg": 4}
 
 
-@pytest.fixture(params=[info.name for info in ps.FAMILIES])
+# The same networks with stage widths that are not uniform (as the planner picks them to
+# match an ensemble to |S|): no stage has its uniform width, and the WRN's first stage is
+# not the stem's 16 channels, so it has a projection as at every uniform width but 1.
+SMALL_STAGE_WIDTHS = {
+    "resnet": (5, 7, 17),
+    "wrn": (15, 33, 63),
+    "densenet-bc": (4, 3, 5),
+    "vgg": (3, 9, 15, 33, 31),
+}
+_SMALL_ARCHS = [info.name for info in ps.FAMILIES] + [
+    f"{name}-stages" for name in SMALL_STAGE_WIDTHS
+]
+
+
+@pytest.fixture(params=_SMALL_ARCHS)
 def small_arch(request: pytest.FixtureRequest) -> ps.ArchSpec:
-    """The smallest-depth network of each family, e.g. resnet-8-4, wrn-10-1."""
-    info = ps.get_family(request.param)
+    """The smallest-depth network of each family, e.g. resnet-8-4, wrn-10-1, and the same
+    with per-stage widths, e.g. resnet-8-5.7.17."""
+    name = request.param.removesuffix("-stages")
+    info = ps.get_family(name)
+    if name != request.param:
+        return ps.ArchSpec.from_stage_widths(info.name, info.min_depth, SMALL_STAGE_WIDTHS[name])
     return ps.ArchSpec(info.name, info.min_depth, SMALL_WIDTHS.get(info.name, 2))
 
 

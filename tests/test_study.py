@@ -11,13 +11,21 @@ import sys
 import time
 
 import pytest
+import torch
 
 import paramsplit as ps
 from paramsplit.cli.study_commands import split_budgets
 from paramsplit.data import load_dataset
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store, default_worker
-from paramsplit.study import StudyDefinition, expand_study, register_study, run_study
+from paramsplit.study import (
+    StudyDefinition,
+    expand_study,
+    register_study,
+    run_spec,
+    run_study,
+    train_run,
+)
 from paramsplit.study_file import load_study_file
 
 
@@ -351,3 +359,15 @@ def test_a_study_file_grid_names_single_networks(tmp_path):
     study = load_study_file(path)
     assert study.singles == ("resnet-26-16", "resnet-26-24", "resnet-38-16", "resnet-38-24")
     assert study.families == () and study.name == "grid"
+
+
+def test_a_per_stage_member_trains_as_planned(small_digits):
+    # A deq member with per-stage widths is rebuilt from its name (resnet-20-5.12.22), not
+    # from its depth and nominal width, which would train a different network.
+    data = small_digits["digits"]
+    deq = ps.plan_single(ps.parse_arch("resnet-20-8"), [2], input_spec=data.input_spec())[1]
+    assert not deq.member.uniform
+    spec = run_spec(deq, "digits", TrainConfig(epochs=1, batch_size=64), seed=0)
+    status, summary = train_run(spec, data, "loop", torch.device("cpu"), None)
+    assert status == "done", summary
+    assert (summary["member"], summary["member_params"]) == (deq.member.name, deq.member_params)

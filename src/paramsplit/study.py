@@ -29,7 +29,6 @@ from paramsplit.measure import measure_design
 from paramsplit.planner import PlannedDesign, plan_budget, plan_single
 from paramsplit.specs import (
     DESIGN_CLASSES,
-    ArchSpec,
     DesignClass,
     DesignSpec,
     InputSpec,
@@ -344,10 +343,9 @@ def train_run(
 ) -> Outcome:
     """Train one run's spec, then measure it (`measure`: 'all', 'latency' or 'none'); how it
     ended, as data (also what a Ray task sends back)."""
+    # The member's name carries its depth and every stage's width (`resnet-56-8.16.31`).
     design = DesignSpec(
-        DesignClass(spec["design_class"]),
-        spec["num_members"],
-        ArchSpec(spec["family"], spec["member_depth"], spec["member_width"]),
+        DesignClass(spec["design_class"]), spec["num_members"], parse_arch(spec["member"])
     )
     config = TrainConfig(**{**spec["config"], "milestones": tuple(spec["config"]["milestones"])})
     try:
