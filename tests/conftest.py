@@ -50,7 +50,7 @@ def postgres_url() -> Iterator[str]:
         return
     reason = postgres_server.missing_reason()
     if reason is not None:
-        message = f"{reason} (.ci/run installs both)"
+        message = f"{reason} (.ci/run installs the server, the dev extra the driver)"
         if os.environ.get("CI"):
             pytest.fail(f"{message}: CI must run the PostgreSQL tests, not skip them")
         pytest.skip(message)
