@@ -141,8 +141,8 @@ def test_a_failed_measurement_keeps_the_trained_result(tmp_path, small_digits, m
     assert run["metrics"]["measure_error"] == "RuntimeError: no timer here"
 
 
-def test_two_workers_finish_a_study_and_do_each_run_once(tmp_path, small_digits):
-    store = Store.open(tmp_path / "study.db")
+def test_two_workers_finish_a_study_and_do_each_run_once(database, small_digits):
+    store = Store.open(database)
     me = default_worker()
 
     def wait_for_the_other_worker(event, run):
@@ -195,6 +195,13 @@ if __name__ == "__main__":  # worker processes import this file; they must not r
     run_study(Store.open(db), study, datasets={"digits": small},
               checkpoint_dir=checkpoint_dir_for(db), workers=workers)
 """
+
+
+def registered(db: str, study: str) -> bool:
+    """Whether the study's runs are in the database yet (no file or no study: not yet)."""
+    with contextlib.suppress(ps.StoreError), Store.open(db) as store:
+        return bool(store.runs(study))
+    return False
 
 
 def test_a_study_killed_mid_run_resumes_to_completion(tmp_path):
@@ -322,16 +329,17 @@ def test_a_bad_study_file_is_refused_with_file_field_and_line(tmp_path, replace,
         load_study_file(path)
 
 
-def test_two_processes_share_a_study_and_do_each_run_once(tmp_path):
-    db = str(tmp_path / "shared.db")
+def test_two_processes_share_a_study_and_do_each_run_once(tmp_path, database):
+    db = database
     script = tmp_path / "child.py"
     script.write_text(CHILD.replace("epochs=3", "epochs=1"))
-    # Register first, so neither process starts on an empty study and leaves.
-    first = subprocess.Popen([sys.executable, str(script), db])
+    # Register first, so neither process starts on an empty study and leaves. In tmp_path:
+    # checkpoints for a server database go to the working directory's paramsplit-checkpoints.
+    first = subprocess.Popen([sys.executable, str(script), db], cwd=tmp_path)
     deadline = time.monotonic() + 60
-    while not os.path.exists(db) and time.monotonic() < deadline:
+    while not registered(db, "killed") and time.monotonic() < deadline:
         time.sleep(0.1)
-    second = subprocess.Popen([sys.executable, str(script), db])
+    second = subprocess.Popen([sys.executable, str(script), db], cwd=tmp_path)
     assert first.wait(timeout=300) == 0 and second.wait(timeout=300) == 0
     store = Store.open(db)
     runs = store.runs("killed")
