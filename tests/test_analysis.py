@@ -301,6 +301,7 @@ def test_a_gap_inside_a_run_of_wins_is_shown_and_never_spanned():
     assert (switchover.est_budget, switchover.outcome) == (40_000, "at_most")
     assert "wins at every budget" not in switchover.describe()
     assert "below it, 20k has no comparison (failed)" in switchover.describe()
+    assert switchover.describe().count("(failed)") == 1  # said once
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from paramsplit.analysis.records import (
     check_accuracy,
     records_from_store,
 )
-from paramsplit.analysis.switchover import Switchover, find_switchovers
+from paramsplit.analysis.switchover import Switchover, find_switchovers, ratio_span
 from paramsplit.errors import StoreError
 
 if TYPE_CHECKING:
@@ -104,16 +104,17 @@ class Analysis:
         unmatched = self.unmatched
         if not unmatched:
             return None
-        ratios = sorted(c.params_ratio for c in unmatched)
         what = (
             "left out of the EST (shown as gaps)"
             if self.matched_only
             else "counted in the EST, flagged as unmatched"
         )
+        span = ratio_span([c.params_ratio for c in unmatched])
+        tolerance = tolerance_text(self.match_tolerance)
         return (
             f"{len(unmatched)} of {len(self.comparisons)} comparisons are unmatched: the "
-            f"ensemble has {ratios[0]:.2f}–{ratios[-1]:.2f}× the single network's parameters, "
-            f"outside {tolerance_text(self.match_tolerance)}; they are {what}"
+            f"ensemble has {span} the single network's parameters, outside {tolerance}; "
+            f"they are {what}"
         )
 
     @property

@@ -181,6 +181,14 @@ class Switchover:
             )
         return f"no EST — the single network is as good or better at {largest}"
 
+    def _named_in_headline(self) -> EstStep | None:
+        """The gap the headline already names: at the largest budget, or right below the EST."""
+        if self.outcome == "gap":
+            return self.steps[-1]
+        if self.outcome == "at_most" and self.est_budget is not None:
+            return self.steps[self.budgets.index(self.est_budget) - 1]
+        return None
+
     def _details(self) -> list[str]:
         details = [
             f"p ≤ {self.alpha:g}, exact permutation test over seeds"
@@ -189,14 +197,13 @@ class Switchover:
         ]
         ratios = [s.comparison.params_ratio for s in self.compared if s.comparison]
         if ratios:
-            low, high = min(ratios), max(ratios)
-            span = f"{low:.2f}×" if f"{low:.2f}" == f"{high:.2f}" else f"{low:.2f}–{high:.2f}×"
-            details.append(f"ensemble params {span} the single network's")
+            details.append(f"ensemble params {ratio_span(ratios)} the single network's")
         unmatched = sum(1 for s in self.compared if s.comparison and not s.comparison.matched)
         if unmatched:
             tolerance = tolerance_text(self.match_tolerance)
             details.append(f"{unmatched} unmatched, outside {tolerance}")
-        gaps = [s for s in self.gaps if not (self.outcome == "gap" and s is self.steps[-1])]
+        named = self._named_in_headline()
+        gaps = [s for s in self.gaps if s is not named]
         if gaps:
             where = ", ".join(f"{format_budget(s.budget_params)} ({s.gap_reason})" for s in gaps)
             details.append(f"no comparison at {where}")
@@ -225,6 +232,12 @@ class Switchover:
             "alpha": self.alpha,
             "text": self.describe(),
         }
+
+
+def ratio_span(ratios: Sequence[float]) -> str:
+    """'0.93–0.97×', or '0.95×' when they all read the same."""
+    low, high = f"{min(ratios):.2f}", f"{max(ratios):.2f}"
+    return f"{low}×" if low == high else f"{low}–{high}×"
 
 
 def est_of(budgets: Sequence[int], wins: Sequence[bool]) -> int | None:

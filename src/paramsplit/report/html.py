@@ -189,7 +189,8 @@ epoch with the best validation accuracy (selection never looks at the test set);
 ensemble's prediction is its {accuracy}. Tables show mean ± sample standard deviation over
 seeds, in percent; with one seed, the mean alone. Costs (times, memory) are medians over
 seeds: one measurement disturbed by other work on the machine does not move them.
-The heat map compares {heat_metric} accuracy after each epoch.</dd>
+The heat map compares {heat_metric} accuracy after each epoch, and the curves validation
+accuracy: both with the members' probabilities averaged, whatever the headline accuracy.</dd>
 <dt>Gain, interval, p-value, result</dt><dd>Gain: ensemble mean − single mean, in percentage
 points. p-value: the exact one-sided permutation test that the ensemble is more accurate,
 over every way to split the seeds into two groups; it cannot go below 1 / (number of splits):
