@@ -167,11 +167,12 @@ def parse_tolerance(text: str) -> tuple[float, float]:
         low, high = (float(part) for part in parts)
     except ValueError:
         raise UsageError(
-            f"cannot parse tolerance '{text}'; expected LOW,HIGH ratios such as '0.9,1.0'"
+            f"--match-tolerance must be two ratios LOW,HIGH of total / |S| such as 0.9,1.0, "
+            f"got '{text}'"
         ) from None
     if not 0 < low <= 1 <= high:
         raise UsageError(
-            f"tolerance must satisfy 0 < LOW <= 1 <= HIGH, got '{text}' (e.g. '0.9,1.0')"
+            f"--match-tolerance must satisfy 0 < LOW <= 1 <= HIGH, got '{text}' (e.g. 0.9,1.0)"
         )
     return low, high
 

@@ -84,7 +84,7 @@ def plan(
         int | None, typer.Option(help="Depth in budget mode (default: the family's).")
     ] = None,
     match: Annotated[str, typer.Option(help="Matching rule: le, nearest or tol:X.")] = "le",
-    tolerance: Annotated[
+    match_tolerance: Annotated[
         str,
         typer.Option(help="Matched range of total / |S| for a warning-free row: LOW,HIGH."),
     ] = "0.9,1.0",
@@ -106,7 +106,7 @@ def plan(
         depth=depth,
         match=match,
         input_spec=parse_input(input_shape, classes),
-        tolerance=parse_tolerance(tolerance),
+        tolerance=parse_tolerance(match_tolerance),
     )
     if as_json:  # each row says whether it is matched, and if not, why
         render.print_json([row.to_dict() for row in rows])
