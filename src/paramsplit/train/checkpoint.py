@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import hashlib
 import io
 import json
@@ -159,5 +160,5 @@ def set_aside(path: Path) -> Path:
 def remove_checkpoint(path: Path) -> None:
     """Delete a run's checkpoint and any temporary file a killed write left beside it."""
     path.unlink(missing_ok=True)
-    for leftover in path.parent.glob(f"{path.name}.*.tmp"):
+    for leftover in path.parent.glob(f"{glob.escape(path.name)}.*.tmp"):
         leftover.unlink(missing_ok=True)
