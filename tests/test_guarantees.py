@@ -509,22 +509,30 @@ def test_workers_end_with_their_parent_however_it_ends(tmp_path, how):
         command = [sys.executable, str(script), db, "2", "500"]
     else:  # the command line, which stops on SIGTERM as on Ctrl-C
         command = [sys.executable, "-c", CLI, *CLI_RUN, "--db", db]
-    parent = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    # A file, not a pipe: an orphaned worker would hold a pipe open, and the wait with it.
+    stderr_path = tmp_path / "stderr.txt"
+    with stderr_path.open("w") as stderr_file:
+        parent = subprocess.Popen(command, stderr=stderr_file)
     try:
         deadline = time.monotonic() + 180
         while len(running := [r for r in _study_runs(db) if r["status"] == "running"]) < 2:
             assert time.monotonic() < deadline, "the two workers never both got going"
-            assert parent.poll() is None, parent.stderr.read() if parent.stderr else ""
+            assert parent.poll() is None, stderr_path.read_text()
             time.sleep(0.2)
         below = _descendants(parent.pid)
+        workers = {int(run["worker"].rpartition(":")[2]) for run in running} - {parent.pid}
+        assert workers and workers <= below  # the worker is among the processes counted
         parent.send_signal(getattr(signal, how))
-        _, stderr = parent.communicate(timeout=120)
+        parent.wait(timeout=120)
     finally:
         if parent.poll() is None:
             parent.kill()
     deadline = time.monotonic() + 90
     while (orphans := [pid for pid in below if _alive(pid)]) and time.monotonic() < deadline:
         time.sleep(0.2)
+    for pid in orphans:  # a failing test leaves nothing training in the background either
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     assert orphans == []
 
     store = Store.open(db)
@@ -537,7 +545,7 @@ def test_workers_end_with_their_parent_however_it_ends(tmp_path, how):
             assert not _alive(pid) and after["status"] == "running"
     if how == "SIGTERM":
         assert parent.returncode == 128 + signal.SIGTERM
-        assert stderr.strip().splitlines()[-1] == (
+        assert stderr_path.read_text().strip().splitlines()[-1] == (
             "stopped by SIGTERM: the runs in progress were given back; run the same command "
             "again to resume"
         )

@@ -333,10 +333,12 @@ def _work(
         checkpoint = folder / f"{run['run_id']}.pt" if folder else None
         measure = study.measurement_for(run["spec"]["seed"])
         held = _execute(store, run, datasets, settings, measure, on_progress, checkpoint)
-        if on_run is not None and not held:
-            on_run("lost", run)
-        elif on_run is not None:
+        if on_run is None:
+            continue
+        if held:
             on_run("end", store.run(run["run_id"]))
+        else:
+            on_run("lost", run)
 
 
 def _work_in_worker(
