@@ -51,10 +51,11 @@ def stops_cleanly() -> Iterator[None]:
         with sigterm_as_interrupt():
             yield
     except KeyboardInterrupt as stop:
-        signum = signal.SIGTERM if isinstance(stop, Terminated) else signal.SIGINT
+        terminated = isinstance(stop, Terminated)
+        by, signum = ("SIGTERM", signal.SIGTERM) if terminated else ("Ctrl-C", signal.SIGINT)
         render.error_console.print(
-            f"stopped by {signum.name}: the runs in progress were given back; run the same "
-            "command again to resume",
+            f"stopped by {by}: the runs in progress were given back; run the same command "
+            "again to resume",
             style="yellow",
             markup=False,
         )

@@ -111,35 +111,36 @@ def load_checkpoint(path: Path, *, run_id: str | None = None) -> dict[str, Any] 
 
 
 def _read_payload(path: Path, owner: str) -> bytes:
-    """The payload of the checkpoint at `path`, once its header says it is `owner`'s and
-    intact."""
+    """The payload of the checkpoint at `path`, once its header says that it is `owner`'s
+    and that it is whole."""
     try:
         descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+        with open(descriptor, "rb") as file:
+            content = file.read()
     except OSError as error:
         reason = "is a symbolic link" if error.errno == errno.ELOOP else f"cannot be read: {error}"
         raise CheckpointError(f"checkpoint '{path}' {reason}") from None
-    with open(descriptor, "rb") as file:
-        line = file.readline(_MAX_HEADER_BYTES)
-        if not line.startswith(_MAGIC) or not line.endswith(b"\n"):
-            raise CheckpointError(
-                f"checkpoint '{path}' is not a paramsplit checkpoint of version "
-                f"{CHECKPOINT_VERSION} (no header line)"
-            )
-        try:
-            header = json.loads(line[len(_MAGIC) :])
-            version, written_for = header["version"], header["run_id"]
-            size, digest = int(header["payload_bytes"]), str(header["sha256"])
-        except (ValueError, KeyError, TypeError):
-            raise CheckpointError(f"checkpoint '{path}' has a malformed header") from None
-        if version != CHECKPOINT_VERSION:
-            raise CheckpointError(
-                f"checkpoint '{path}' is of version {version}, not {CHECKPOINT_VERSION}"
-            )
-        if written_for != owner:
-            raise CheckpointError(
-                f"checkpoint '{path}' belongs to run {written_for}, not to run {owner}"
-            )
-        payload = file.read(size + 1)
+    line, newline, _ = content[:_MAX_HEADER_BYTES].partition(b"\n")
+    if not line.startswith(_MAGIC) or not newline:
+        raise CheckpointError(
+            f"checkpoint '{path}' is not a paramsplit checkpoint of version "
+            f"{CHECKPOINT_VERSION} (no header line)"
+        )
+    payload = content[len(line) + 1 :]
+    try:
+        header = json.loads(line[len(_MAGIC) :])
+        version, written_for = header["version"], header["run_id"]
+        size, digest = int(header["payload_bytes"]), str(header["sha256"])
+    except (ValueError, KeyError, TypeError):
+        raise CheckpointError(f"checkpoint '{path}' has a malformed header") from None
+    if version != CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"checkpoint '{path}' is of version {version}, not {CHECKPOINT_VERSION}"
+        )
+    if written_for != owner:
+        raise CheckpointError(
+            f"checkpoint '{path}' belongs to run {written_for}, not to run {owner}"
+        )
     if len(payload) < size:
         raise CheckpointError(
             f"checkpoint '{path}' is truncated: {len(payload):,} of {size:,} payload bytes"
