@@ -411,24 +411,23 @@ if __name__ == "__main__":  # worker processes import this file; they must not r
 """
 
 
-def _study_runs(db: str) -> list[dict]:
-    with contextlib.suppress(ps.StoreError), Store.open(db) as store:  # not registered yet
+def _study_runs(store: Store) -> list[dict]:
+    with contextlib.suppress(ps.StoreError):  # not registered yet
         return store.runs("guarded")
     return []
 
 
-def _epochs_recorded(db: str) -> int:
-    with contextlib.suppress(ps.StoreError), Store.open(db) as store:
-        return sum(len(store.epochs(run["run_id"])) for run in store.runs("guarded"))
-    return 0
+def _epochs_recorded(store: Store) -> int:
+    return sum(len(store.epochs(run["run_id"])) for run in _study_runs(store))
 
 
-@pytest.mark.slow  # five child processes, each importing torch: ~40 s on 2 busy cores
+@pytest.mark.slow  # five child processes, each importing torch: 100-170 s on 2 busy cores
 def test_a_study_killed_at_random_moments_ends_as_an_uninterrupted_one(
     tmp_path, small_digits, reference
 ):
     db, script = str(tmp_path / "study.db"), tmp_path / "child.py"
     script.write_text(CHILD)
+    watcher = Store.open(db)
     moments = random.Random(11)  # fixed: a failure can be replayed
     finished: dict[str, dict] = {}
     for kill in range(4):
@@ -438,7 +437,7 @@ def test_a_study_killed_at_random_moments_ends_as_an_uninterrupted_one(
             # more: mid-epoch, mid-checkpoint, mid-write, between runs.
             target = min(7, kill * 2 + moments.randint(0, 2))
             deadline = time.monotonic() + 120
-            while _epochs_recorded(db) < target and child.poll() is None:
+            while _epochs_recorded(watcher) < target and child.poll() is None:
                 assert time.monotonic() < deadline, "the child study never got going"
                 time.sleep(0.1)
             time.sleep(moments.uniform(0.0, 0.4))
@@ -447,7 +446,7 @@ def test_a_study_killed_at_random_moments_ends_as_an_uninterrupted_one(
         finally:
             if child.poll() is None:
                 child.kill()
-        for run in _study_runs(db):  # a finished run is never redone or changed
+        for run in _study_runs(watcher):  # a finished run is never redone or changed
             if run["status"] == "done":
                 before = finished.setdefault(run["run_id"], run)
                 assert (run["finished_at"], run["test_accuracy"]) == (
@@ -513,9 +512,10 @@ def test_workers_end_with_their_parent_however_it_ends(tmp_path, how):
     stderr_path = tmp_path / "stderr.txt"
     with stderr_path.open("w") as stderr_file:
         parent = subprocess.Popen(command, stderr=stderr_file)
+    watcher = Store.open(db)
     try:
         deadline = time.monotonic() + 180
-        while len(running := [r for r in _study_runs(db) if r["status"] == "running"]) < 2:
+        while len(running := [r for r in _study_runs(watcher) if r["status"] == "running"]) < 2:
             assert time.monotonic() < deadline, "the two workers never both got going"
             assert parent.poll() is None, stderr_path.read_text()
             time.sleep(0.2)
