@@ -376,6 +376,7 @@ def test_a_per_stage_member_trains_as_planned(small_digits):
     deq = ps.plan_single(ps.parse_arch("resnet-20-8"), [2], input_spec=data.input_spec())[1]
     assert not deq.member.uniform
     spec = run_spec(deq, "digits", TrainConfig(epochs=1, batch_size=64), seed=0)
-    status, summary = train_run(spec, data, "loop", torch.device("cpu"), None)
-    assert status == "done", summary
+    outcome = train_run(spec, data, "loop", torch.device("cpu"), None)
+    assert outcome.status == "done" and outcome.result is not None, outcome.reason
+    summary = outcome.result
     assert (summary["member"], summary["member_params"]) == (deq.member.name, deq.member_params)
