@@ -11,6 +11,7 @@ from paramsplit.cli.answer_commands import recommend, report
 from paramsplit.cli.demo_command import demo
 from paramsplit.cli.measure_command import measure
 from paramsplit.cli.options import ClassesOption, InputOption, JsonFlag, reports_errors
+from paramsplit.cli.replay_command import replay
 from paramsplit.cli.study_commands import run, status
 from paramsplit.cli.train_command import train
 
@@ -121,3 +122,4 @@ app.command()(reports_errors(report))
 app.command()(reports_errors(recommend))
 app.command()(reports_errors(demo))
 app.command()(reports_errors(measure))
+app.command()(reports_errors(replay))

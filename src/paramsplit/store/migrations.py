@@ -69,5 +69,15 @@ def _measurements_table(connection: Connection) -> None:
     schema.measurements.create(connection, checkfirst=True)
 
 
+def _stopped_status(connection: Connection) -> None:
+    """3 -> 4: runs may be `stopped` (`Store.stop`). `status` is free text, so no table
+    changes; the version keeps an older paramsplit, which would count such a run as
+    neither done nor left, from opening the database."""
+
+
 # From version N to N + 1.
-STEPS: dict[int, Callable[[Connection], None]] = {1: _links_per_budget, 2: _measurements_table}
+STEPS: dict[int, Callable[[Connection], None]] = {
+    1: _links_per_budget,
+    2: _measurements_table,
+    3: _stopped_status,
+}

@@ -31,9 +31,10 @@ from sqlalchemy import (
 # Bump with every change to the tables below, and add a step to `migrations.STEPS`.
 # 2: a study links a run once per budget it asked for (budget_params in the primary key).
 # 3: `measurements`, inference measured side by side after training (`paramsplit measure`).
-SCHEMA_VERSION = 3
+# 4: a run may be `stopped` (an adaptive study's early verdict: curve kept, reason given).
+SCHEMA_VERSION = 4
 
-STATUSES = ("pending", "running", "done", "failed")
+STATUSES = ("pending", "running", "done", "failed", "stopped")
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -1,0 +1,161 @@
+"""The answer of an adaptive study: its ESTs, what it skipped and why, what it spent.
+
+Each EST is the analysis's own (`find_switchovers`, `est_of`), over the budgets the policy
+settled: measured budgets with the seeds the policy judged them on, and early verdicts as
+steps that show the epoch they were settled at instead of a parameter ratio. Skipped
+budgets are left out of the sequence (they are not gaps: the bisection stands for them)
+and listed apart with the reason; so are the seeds not run and the runs stopped early.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from paramsplit.adaptive.grid import (
+    Grid,
+    PairKey,
+    ensemble_key,
+    member_epochs,
+    pair_label,
+    single_key,
+    train_seconds,
+)
+from paramsplit.adaptive.policy import EARLY, GAP, MEASURED, SKIPPED, AdaptiveSettings, Decision
+from paramsplit.analysis import EstStep, Switchover, compare_to_single, est_of, find_switchovers
+from paramsplit.analysis import summarise
+from paramsplit.analysis.records import RunRecord
+from paramsplit.specs import format_budget
+
+
+def _evidence(grid: Grid, pair: PairKey, decision: Decision) -> list[RunRecord]:
+    """The runs each settled (or failed) budget of the pair was judged on."""
+    state = next(p for p in decision.pairs if p.pair == pair)
+    runs: list[RunRecord] = []
+    for step in state.steps:
+        if step.status in (MEASURED, GAP):
+            budget = step.budget_params
+            runs += grid.seeds_of(ensemble_key(pair, budget), step.seeds)
+            runs += grid.seeds_of(single_key(pair, budget), step.seeds)
+    return runs
+
+
+def adaptive_switchovers(
+    settings: AdaptiveSettings, records: Sequence[RunRecord], decision: Decision
+) -> list[Switchover]:
+    """One EST per comparison of the policy, from the budgets it settled (see the module)."""
+    grid = Grid.of(records)
+    switchovers = []
+    for state in decision.pairs:
+        pair = state.pair
+        family, dataset, design_class, k = pair
+        runs = _evidence(grid, pair, decision)
+        # Budgets where this class was not planned stay gaps, as in the full study's EST.
+        outside = set(grid.budgets[(family, dataset)]) - set(grid.ladders[pair])
+        runs += [r for b in outside for r in grid.seeds_of(single_key(pair, b), settings.seeds)]
+        rows = compare_to_single(
+            summarise(runs, settings.accuracy), runs, alpha=settings.alpha,
+            match_tolerance=settings.match_tolerance,
+        )  # fmt: skip
+        found = find_switchovers(
+            rows, runs, require_significance=settings.require_significance,
+            alpha=settings.alpha, match_tolerance=settings.match_tolerance,
+        )  # fmt: skip
+        mine = [s for s in found if (s.family, s.dataset, s.design_class, s.num_members) == pair]
+        steps = list(mine[0].steps) if mine else []
+        for step in state.steps:
+            if step.status == EARLY:
+                verdict = "win" if step.win else "loss"
+                note = f"early at epoch {step.early.epoch if step.early else '?'}"
+                steps.append(EstStep(step.budget_params, verdict, None, note=note))
+        steps.sort(key=lambda s: s.budget_params)
+        est = est_of([s.budget_params for s in steps], [s.verdict == "win" for s in steps])
+        base = mine[0] if mine else Switchover(
+            family, dataset, design_class, k, (), None, settings.require_significance,
+            settings.alpha, settings.match_tolerance,
+        )  # fmt: skip
+        switchovers.append(dataclasses.replace(base, steps=tuple(steps), est_budget=est))
+    return switchovers
+
+
+@dataclass(frozen=True)
+class Saving:
+    """What an adaptive study skipped, stopped and spent, against its full grid."""
+
+    skipped: tuple[str, ...]  # 'resnet on digits, deq k=4: 7.2k — between wins at ...'
+    fewer_seeds: tuple[str, ...]
+    stopped: tuple[str, ...]
+    member_epochs: int
+    full_member_epochs: int
+    train_s: float
+    full_train_s: float | None  # known only when the whole grid was trained (replay)
+
+    @property
+    def fraction(self) -> float:
+        """Member-epochs spent over the full grid's."""
+        return self.member_epochs / self.full_member_epochs if self.full_member_epochs else 0.0
+
+    @property
+    def fraction_s(self) -> float | None:
+        if not self.full_train_s:
+            return None
+        return self.train_s / self.full_train_s
+
+    def describe(self) -> str:
+        """'2,208 of 7,296 member-epochs (30.3% of the full grid), 812 s of training'."""
+        text = (
+            f"{self.member_epochs:,} of {self.full_member_epochs:,} member-epochs "
+            f"({self.fraction:.1%} of the full grid), {self.train_s:,.0f} s of training"
+        )
+        if self.fraction_s is not None and self.full_train_s is not None:
+            text += f" of the full grid's {self.full_train_s:,.0f} s ({self.fraction_s:.1%})"
+        return text
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "skipped": list(self.skipped),
+            "fewer_seeds": list(self.fewer_seeds),
+            "stopped": list(self.stopped),
+            "member_epochs": self.member_epochs,
+            "full_member_epochs": self.full_member_epochs,
+            "fraction": self.fraction,
+            "train_s": self.train_s,
+            "full_train_s": self.full_train_s,
+            "fraction_s": self.fraction_s,
+            "text": self.describe(),
+        }
+
+
+def saving(
+    settings: AdaptiveSettings,
+    records: Sequence[RunRecord],
+    decision: Decision,
+    full_records: Sequence[RunRecord] | None = None,
+) -> Saving:
+    """The skipped budgets, seeds not run and runs stopped, with the reasons, and the
+    compute spent; `full_records`: the full grid trained (replay), for its seconds."""
+    skipped, fewer, stopped = [], [], []
+    seeds = len(settings.seeds)
+    for state in decision.pairs:
+        label = pair_label(state.pair)
+        for step in state.steps:
+            budget = format_budget(step.budget_params)
+            if step.status == SKIPPED:
+                skipped.append(f"{label}: {budget} — {step.reason}")
+            elif step.status == MEASURED and len(step.seeds) < seeds:
+                fewer.append(f"{label}: {budget} — {len(step.seeds)} of {seeds} seeds, {step.reason}")
+            elif step.status == EARLY:
+                stopped.append(f"{label}: {budget} — {step.reason}")
+    spent = [r for r in records if r.status in ("done", "stopped", "running")]
+    full_grid = [dataclasses.replace(r, status="done") for r in records]
+    return Saving(
+        tuple(skipped),
+        tuple(fewer),
+        tuple(stopped),
+        member_epochs(spent, settings.epochs),
+        member_epochs(full_grid, settings.epochs),
+        train_seconds(spent, settings.epochs),
+        train_seconds(full_records, settings.epochs) if full_records is not None else None,
+    )

@@ -1,0 +1,75 @@
+"""Sequential seeds: a comparison starts with 2 seeds a side and gets more only while its
+verdict is not clear, up to the study's seeds.
+
+The verdict is the analysis's own (`Comparison.verdict`): by mean over seeds, a tie not
+being a win, or, with `require_significance`, a significant win of the exact permutation
+test. "Clear" reads the same permutation test (`stats.seed_test`) at a looser level,
+`clear_alpha`, which must be reachable with 2 seeds a side, whose test cannot go below
+p = 1/6:
+- by mean: a win is clear when the test at `clear_alpha` says the ensemble is more accurate
+  (with 2 vs 2 seeds and the default 1/6: every ensemble seed beats every single-network
+  seed); a non-win is clear when the same test says the single network is;
+- with `require_significance`: a win is clear only once significant at the study's alpha
+  (3 vs 3 seeds at the least); a non-win is clear as above.
+Anything else gets one more seed a side, until the study's seeds run out; the verdict there
+is the analysis's, clear or not. How often "clear with fewer seeds" disagrees with all the
+seeds is what `replay` measures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from paramsplit.analysis import Comparison, compare_to_single, seed_test, summarise
+from paramsplit.analysis.records import RunRecord
+
+MIN_SEEDS = 2
+CLEAR_ALPHA = 1 / 6  # the smallest p of 2 vs 2 seeds: every seed on one side beats the other's
+
+
+@dataclass(frozen=True)
+class SeedsVerdict:
+    """A comparison judged on the seeds it has: its verdict (win or not) and whether it is
+    clear enough to stop adding seeds, with the reason in words."""
+
+    comparison: Comparison
+    win: bool
+    clear: bool
+    reason: str
+
+
+def compare(
+    ensemble: Sequence[RunRecord],
+    single: Sequence[RunRecord],
+    accuracy: str,
+    alpha: float,
+    match_tolerance: tuple[float, float],
+) -> Comparison | None:
+    """The analysis's comparison of these finished runs; None if a side has none."""
+    summaries = summarise([*ensemble, *single], accuracy)
+    rows = compare_to_single(summaries, [*ensemble, *single], alpha=alpha,
+                             match_tolerance=match_tolerance)  # fmt: skip
+    return rows[0] if rows else None
+
+
+def judge_seeds(
+    comparison: Comparison, *, require_significance: bool, clear_alpha: float = CLEAR_ALPHA
+) -> SeedsVerdict:
+    """Win or not, and whether more seeds could still matter (see the module)."""
+    ensemble = comparison.ensemble.accuracy.values
+    single = comparison.single.accuracy.values
+    win = comparison.verdict(require_significance) == "win"
+    seeds = f"{len(ensemble)} vs {len(single)} seeds"
+    if win:
+        if require_significance:
+            return SeedsVerdict(comparison, True, True, f"significant win, {seeds}")
+        p = seed_test(ensemble, single, clear_alpha).p_value
+        clear = p <= clear_alpha
+        return SeedsVerdict(comparison, True, clear, f"win, p = {p:.3g}, {seeds}")
+    p_other = seed_test(single, ensemble, clear_alpha).p_value
+    clear = p_other <= clear_alpha
+    what = comparison.verdict(require_significance)
+    return SeedsVerdict(
+        comparison, False, clear, f"{what}, p(single better) = {p_other:.3g}, {seeds}"
+    )
