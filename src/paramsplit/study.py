@@ -332,7 +332,7 @@ def _work(
 ) -> None:
     """Claim the study's runs one at a time and train each here, until none is left."""
     worker = default_worker()
-    claim = functools.partial(
+    claim: Callable[[], dict[str, Any] | None] = functools.partial(
         store.claim_next, study.name, worker, retry_failed_before=settings.retry_failed_before
     )
     should_stop: StopCheck | None = None

@@ -10,6 +10,7 @@
     singles = ["densenet-bc-40-12"]                         # and/or single networks by name,
     grid = {family = "resnet", widths = [16, 24], depths = [26, 38]}   # or as a grid
     measure = "first-seed"    # after each run: all, first-seed, latency or none
+    adaptive = true           # train only what the answer needs (paramsplit.adaptive)
     [train]                   # any TrainConfig field
     epochs = 30
     batch_size = 64
@@ -33,7 +34,7 @@ from paramsplit.specs import ArchSpec, TrainConfig, parse_budget, parse_members
 from paramsplit.study import MEASURE_CHOICES, StudyDefinition
 
 STUDY_KEYS = ("name", "families", "budgets", "singles", "grid", "members", "designs",
-              "datasets", "seeds", "depth", "match", "measure", "train")  # fmt: skip
+              "datasets", "seeds", "depth", "match", "measure", "adaptive", "train")  # fmt: skip
 TRAIN_KEYS = tuple(field.name for field in dataclasses.fields(TrainConfig))
 
 
@@ -66,6 +67,12 @@ def _measure(value: Any) -> str:
     if value not in MEASURE_CHOICES:
         raise ValueError(f"expected one of {', '.join(MEASURE_CHOICES)}, got {value!r}")
     return str(value)
+
+
+def _flag(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
 
 
 def load_study_file(path: str | Path) -> StudyDefinition:
@@ -107,6 +114,7 @@ def load_study_file(path: str | Path) -> StudyDefinition:
         "depth": int,
         "match": str,
         "measure": _measure,
+        "adaptive": _flag,
     }
     for key, convert in converters.items():
         if key not in data:

@@ -23,9 +23,24 @@ from paramsplit.adaptive.grid import (
     single_key,
     train_seconds,
 )
-from paramsplit.adaptive.policy import EARLY, GAP, MEASURED, SKIPPED, AdaptiveSettings, Decision
-from paramsplit.analysis import EstStep, Switchover, compare_to_single, est_of, find_switchovers
-from paramsplit.analysis import summarise
+from paramsplit.adaptive.policy import (
+    EARLY,
+    GAP,
+    MEASURED,
+    SKIPPED,
+    AdaptiveSettings,
+    Decision,
+    decide,
+)
+from paramsplit.analysis import (
+    Analysis,
+    EstStep,
+    Switchover,
+    compare_to_single,
+    est_of,
+    find_switchovers,
+    summarise,
+)
 from paramsplit.analysis.records import RunRecord
 from paramsplit.specs import format_budget
 
@@ -43,9 +58,14 @@ def _evidence(grid: Grid, pair: PairKey, decision: Decision) -> list[RunRecord]:
 
 
 def adaptive_switchovers(
-    settings: AdaptiveSettings, records: Sequence[RunRecord], decision: Decision
+    settings: AdaptiveSettings,
+    records: Sequence[RunRecord],
+    decision: Decision,
+    *,
+    matched_only: bool = False,
 ) -> list[Switchover]:
-    """One EST per comparison of the policy, from the budgets it settled (see the module)."""
+    """One EST per comparison of the policy, from the budgets it settled (see the module);
+    verdicts by `settings`' accuracy, alpha, significance and match tolerance."""
     grid = Grid.of(records)
     switchovers = []
     for state in decision.pairs:
@@ -62,6 +82,7 @@ def adaptive_switchovers(
         found = find_switchovers(
             rows, runs, require_significance=settings.require_significance,
             alpha=settings.alpha, match_tolerance=settings.match_tolerance,
+            matched_only=matched_only,
         )  # fmt: skip
         mine = [s for s in found if (s.family, s.dataset, s.design_class, s.num_members) == pair]
         steps = list(mine[0].steps) if mine else []
@@ -145,7 +166,8 @@ def saving(
             if step.status == SKIPPED:
                 skipped.append(f"{label}: {budget} — {step.reason}")
             elif step.status == MEASURED and len(step.seeds) < seeds:
-                fewer.append(f"{label}: {budget} — {len(step.seeds)} of {seeds} seeds, {step.reason}")
+                used = f"{len(step.seeds)} of {seeds} seeds"
+                fewer.append(f"{label}: {budget} — {used}, {step.reason}")
             elif step.status == EARLY:
                 stopped.append(f"{label}: {budget} — {step.reason}")
     spent = [r for r in records if r.status in ("done", "stopped", "running")]
@@ -159,3 +181,30 @@ def saving(
         train_seconds(spent, settings.epochs),
         train_seconds(full_records, settings.epochs) if full_records is not None else None,
     )
+
+
+@dataclass(frozen=True)
+class AdaptiveAnswer:
+    """An adaptive study's analysis (its ESTs the policy's), decision and saving."""
+
+    analysis: Analysis
+    decision: Decision
+    saving: Saving
+
+
+def answer_adaptive(
+    analysis: Analysis, records: Sequence[RunRecord], settings: AdaptiveSettings
+) -> AdaptiveAnswer:
+    """`analysis` of an adaptive study with its ESTs taken over the budgets the policy
+    settled. `records`: the study's runs with their curves (stopped ones too), `settings`:
+    the policy's as it ran; the verdicts follow the analysis's own options."""
+    decision = decide(settings, records)
+    verdicts = dataclasses.replace(
+        settings, alpha=analysis.alpha, require_significance=analysis.require_significance,
+        accuracy=analysis.accuracy, match_tolerance=analysis.match_tolerance,
+    )  # fmt: skip
+    switchovers = adaptive_switchovers(
+        verdicts, records, decision, matched_only=analysis.matched_only
+    )
+    adapted = dataclasses.replace(analysis, switchovers=tuple(switchovers))
+    return AdaptiveAnswer(adapted, decision, saving(settings, records, decision))

@@ -217,11 +217,11 @@ class _Judge:
         groups: dict[GroupKey, list[tuple[PairKey, BudgetState]]] = {}
         for pair, states in ends.items():
             groups.setdefault((pair[0], pair[1]), []).extend((pair, s) for s in states)
-        for group, states in groups.items():
-            if any(s.status not in (MEASURED, GAP) for _, s in states):
+        for group, members in groups.items():
+            if any(s.status not in (MEASURED, GAP) for _, s in members):
                 continue
             samples: dict[int, list[float]] = {e: [] for e in self.settings.rungs}
-            for pair, state in states:
+            for pair, state in members:
                 if state.status != MEASURED:
                     continue
                 ensemble = self.grid.seeds_of(ensemble_key(pair, state.budget_params), state.seeds)
@@ -288,7 +288,7 @@ def decide(settings: AdaptiveSettings, records: Sequence[RunRecord]) -> Decision
     judge = _Judge(settings, grid)
     if settings.early:  # the calibration comes from the ends, which never stop early
         ends = {pair: _pair_state(judge, pair, ends_only=True).steps for pair in grid.ladders}
-        judge.calibrate({p: [s for s in states if s.status != SKIPPED] for p, states in ends.items()})
+        judge.calibrate({p: [s for s in ends[p] if s.status != SKIPPED] for p in ends})
     pairs = tuple(_pair_state(judge, pair, ends_only=False) for pair in grid.ladders)
     want: list[str] = []
     for group, budget in sorted(grid.questions.items()):

@@ -31,7 +31,7 @@ from paramsplit.specs import format_budget
 
 _KEPT = ("run_id", "family", "dataset", "design_class", "num_members", "member",
          "budget_params", "total_params", "seed", "ratio", "status", "reason")  # fmt: skip
-_BLANK = {name: None for name in RECORD_FIELDS if name not in _KEPT}
+_BLANK: dict[str, Any] = {name: None for name in RECORD_FIELDS if name not in _KEPT}
 
 
 def _at_epoch(full: RunRecord, epoch: int, status: str, reason: str | None = None) -> RunRecord:
@@ -227,9 +227,7 @@ def _compare_pair(
     return replay, shortcuts
 
 
-def replay(
-    study: str, settings: AdaptiveSettings, records: Sequence[RunRecord]
-) -> ReplayResult:
+def replay(study: str, settings: AdaptiveSettings, records: Sequence[RunRecord]) -> ReplayResult:
     """Simulate the policy on a finished study's `records` (see the module)."""
     simulation = _Simulation(settings, records)
     decision = simulation.run()
@@ -245,9 +243,7 @@ def replay(
     for switchover in mine:
         pair = (switchover.family, switchover.dataset, switchover.design_class,
                 switchover.num_members)  # fmt: skip
-        one, taken = _compare_pair(
-            pair, by_pair[pair], switchover, decision, len(settings.seeds)
-        )
+        one, taken = _compare_pair(pair, by_pair[pair], switchover, decision, len(settings.seeds))
         pairs.append(one)
         shortcuts += taken
     adaptive = analyse(study, seen, **options)

@@ -120,10 +120,10 @@ def early_verdict(
     margin = max(MIN_MARGIN, safety * max(calibration))
     e_values = [best_val_until(r, epoch) or 0.0 for r in ensemble]
     s_values = [best_val_until(r, epoch) or 0.0 for r in single]
-    if gap > margin and extrapolated > margin and not require_significance:
-        if seed_test(e_values, s_values, clear_alpha).p_value <= clear_alpha:
-            return EarlyVerdict(True, epoch, gap, extrapolated, margin)
-    if gap < -margin and extrapolated < -margin:
-        if seed_test(s_values, e_values, clear_alpha).p_value <= clear_alpha:
-            return EarlyVerdict(False, epoch, gap, extrapolated, margin)
+    wins = gap > margin and extrapolated > margin and not require_significance
+    if wins and seed_test(e_values, s_values, clear_alpha).p_value <= clear_alpha:
+        return EarlyVerdict(True, epoch, gap, extrapolated, margin)
+    loses = gap < -margin and extrapolated < -margin
+    if loses and seed_test(s_values, e_values, clear_alpha).p_value <= clear_alpha:
+        return EarlyVerdict(False, epoch, gap, extrapolated, margin)
     return None

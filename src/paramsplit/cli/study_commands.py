@@ -109,6 +109,14 @@ def run(
     workers: Annotated[
         int, typer.Option(help="Processes training side by side on this machine.")
     ] = 1,
+    adaptive: Annotated[
+        bool,
+        typer.Option(
+            "--adaptive",
+            help="Train only what the answer needs: budget bisection, 2 seeds where they "
+            "settle the verdict, early verdicts at ¼ and ½ of the epochs (paramsplit replay).",
+        ),
+    ] = False,
 ) -> None:
     """Run a study: every design × budget × dataset × seed, resumable, into the database."""
     import torch
@@ -148,6 +156,7 @@ def run(
         "config": TrainConfig(
             epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing
         ),
+        "adaptive": adaptive,
     }
     if study_file is not None:
         study = load_study_file(study_file)
@@ -157,6 +166,8 @@ def run(
             study = dataclasses.replace(study, name=_study_name(study.to_dict()))
     if measure is not None:
         study = dataclasses.replace(study, measure=measure)
+    if adaptive:
+        study = dataclasses.replace(study, adaptive=True)
     device = resolve_device()
     datasets = {d: load_dataset(d, device=device) for d in study.datasets}
     with Store.open(db) as store, stops_cleanly():
@@ -177,7 +188,30 @@ def run(
                     checkpoint_dir=checkpoint_dir_for(db), register=False, workers=workers,
                     threads=threads,
                 )  # fmt: skip
+        if study.adaptive:
+            _render_adaptive(store, study.name, counts)
+            return
     render.render_status(study.name, counts, None)
+
+
+def _render_adaptive(store: Any, study: str, counts: dict[str, int], as_json: bool = False) -> None:
+    """What the policy of an adaptive study decided, what remains, what it spent."""
+    from paramsplit.adaptive import decide
+    from paramsplit.adaptive.answer import saving
+    from paramsplit.adaptive.stored import load_records, load_settings
+    from paramsplit.cli.render_adaptive import render_adaptive_status
+
+    settings, records = load_settings(store, study), load_records(store, study)
+    decision = decide(settings, records)
+    spent = saving(settings, records, decision)
+    if as_json:
+        render.print_json(
+            {**counts, "study": study, "adaptive": True, "finished": decision.finished,
+             "wanted": list(decision.want), "comparisons": [p.to_dict() for p in decision.pairs],
+             "saving": spent.to_dict()}
+        )  # fmt: skip
+    else:
+        render_adaptive_status(study, decision, spent, counts)
 
 
 def status(
@@ -185,12 +219,19 @@ def status(
     db: DbOption = "paramsplit.db",
     as_json: JsonFlag = False,
 ) -> None:
-    """What is done, running, failed and left in a study; an ETA from finished runs."""
+    """What is done, running, failed and left in a study; an ETA from finished runs. For an
+    adaptive study, what its policy decided at every budget and what remains."""
+    from paramsplit.adaptive.stored import definition_of, is_adaptive
     from paramsplit.store import Store
 
     with Store.open(db) as store:
         counts = store.status_counts(study)
         eta_s = store.eta_s(study)
+        studies = [row["name"] for row in store.studies()]
+        name = study or (studies[0] if len(studies) == 1 else None)
+        if name is not None and is_adaptive(definition_of(store, name)):
+            _render_adaptive(store, name, store.status_counts(name), as_json=as_json)
+            return
     if as_json:
         render.print_json({**counts, "study": study, "eta_s": eta_s})
     else:
