@@ -25,12 +25,14 @@ from paramsplit.adaptive.seeds import compare
 from paramsplit.analysis import DEFAULT_MATCH_TOLERANCE
 
 
-def run_search(verdicts: list[bool]) -> tuple[dict[int, bool], str, str]:
-    """Drive the search against a known verdict sequence: what it measured, its last mode
-    and note."""
+def run_search(
+    verdicts: list[bool], unclear: frozenset[int] = frozenset()
+) -> tuple[dict[int, bool], str, str]:
+    """Drive the search against a known verdict sequence (`unclear`: the wins whose seeds
+    do not agree): what it measured, its last mode and note."""
     measured: dict[int, bool] = {}
     while True:
-        found = search(len(verdicts), measured)
+        found = search(len(verdicts), measured, unclear=unclear & set(measured))
         if found.done:
             return measured, found.mode, found.note
         assert found.probe, "a search that is not done must ask for a budget"
@@ -57,7 +59,7 @@ def test_bisection_finds_every_monotone_switchover_in_about_log2_budgets(num_bud
         assert {0, num_budgets - 1} <= set(measured)  # both ends, always
         expected = switch if switch < num_budgets else None
         assert est_index(measured, num_budgets) == expected
-        bound = 3 + math.ceil(math.log2(num_budgets))  # both ends, a check, the bisection
+        bound = 2 + math.ceil(math.log2(num_budgets))  # both ends, then the bisection
         assert len(measured) <= min(num_budgets, bound)
 
 
@@ -72,14 +74,26 @@ def test_no_win_at_the_largest_budget_ends_the_search_whatever_lies_below():
     assert note.startswith("no win at the largest budget: no EST (not monotone")
 
 
-def test_a_win_below_a_non_win_fills_in_the_ladder_above_the_non_win_and_says_so():
-    # Both ends win, the middle does not: not monotone. Every budget above the highest
-    # non-win is measured, so the EST is exact; the ones below it cannot move it.
-    verdicts = [True, False, True, False, False, True, False, True, True]
-    measured, mode, note = run_search(verdicts)
+def test_a_win_by_a_hair_does_not_stand_for_the_budgets_above_it():
+    # As on digits: a tie, a win by 0.19 points (unclear), a hidden non-win, then clear wins.
+    # The bisection closes on the unclear win; the stretch above it is bisected too.
+    verdicts = [False] * 6 + [True, False, True, True, True, True]
+    measured, mode, _ = run_search(verdicts, unclear=frozenset({6, 11}))
+    assert mode == "bisection"
+    assert 7 in measured and est_index(measured, 12) == 8  # the full sequence's EST
+    plain, _, _ = run_search(verdicts)  # every win clear: plain bisection misses it
+    assert 7 not in plain and est_index(plain, 12) == 6
+
+
+def test_a_clear_win_below_a_non_win_fills_in_the_ladder_above_the_non_win_and_says_so():
+    # Not monotone: a clear win at index 2 and, found above an unclear win, a non-win at 7.
+    # Every budget above the highest non-win is measured, so the EST is exact; the budgets
+    # below it cannot move it.
+    verdicts = [False, False, True, True, True, True, True, False, True, True, True]
+    measured, mode, note = run_search(verdicts, unclear=frozenset({5, 10}))
     assert mode == "fill-in" and "not monotone" in note
-    assert set(range(6, 9)) <= set(measured)
-    assert est_index(measured, len(verdicts)) == 7  # the full sequence's EST
+    assert {8, 9} <= set(measured)
+    assert est_index(measured, len(verdicts)) == 8  # the full sequence's EST
 
 
 def test_gaps_are_left_out_of_the_ladder():
@@ -215,7 +229,7 @@ def test_replay_of_a_synthetic_study_reaches_its_known_answer_for_a_third_of_the
 
 
 def test_replay_says_why_when_a_shortcut_turns_the_answer():
-    # A non-win hides between two wins that the bisection skips: the replay must say so.
+    # A non-win hides between two clear wins that the bisection skips: the replay must say so.
     def hidden(i, seed):
         return -2.0 if i in (0, 1, 2, 9) else 2.0
 

@@ -129,7 +129,7 @@ def test_add_runs_is_idempotent_and_studies_share_identical_runs(store):
     again = store.add_runs("s", specs)
     assert (again.new, again.existing, again.run_ids) == (0, 4, first.run_ids)
     assert store.status_counts("s") == {
-        "done": 0, "running": 0, "pending": 4, "failed": 0, "total": 4
+        "done": 0, "running": 0, "pending": 4, "failed": 0, "stopped": 0, "total": 4
     }  # fmt: skip
 
     assert store.add_study("t", {"budgets": [30_000]}) is True

@@ -6,25 +6,30 @@ change the EST. Assuming verdicts are monotone in budget (non-wins, then wins), 
 bisection finds it with about log₂(n) budgets instead of n:
 
 1. Both ends are measured first, always.
-2. The largest is not a win: there is no EST, whatever lies below. Both ends win: the
-   middle budget is measured too, as a check; if it wins, the ensemble wins throughout
-   (EST ≤ the smallest), as far as monotone verdicts go.
-3. Otherwise the bracket is (highest non-win, lowest win above it); its middle budget is
-   measured next, until the two are neighbours on the ladder: the upper one is the EST.
+2. The largest is not a win: there is no EST, whatever lies below.
+3. The bracket is (highest non-win, lowest win above it); its middle budget is measured
+   next, until the two are neighbours on the ladder: the upper one is the EST.
+4. A budget skipped between two wins is taken for a win only if the win below it is
+   *clear* (its seeds agree, `seeds`): a win by a hair is where noise puts non-wins, so
+   above an unclear win the stretch up to the next win is bisected too.
 
-A win *below* a non-win means the verdicts are not monotone, and the assumption that lets
-budgets be skipped is broken. The search then fills in the ladder above the highest
-non-win (the only budgets that decide the EST) and says so. Budgets that have no comparison
-(a run failed) are left out of the ladder.
+Measured on the digits study of 12 budgets (8 epochs, 3 seeds): the only verdict the plain
+bisection got wrong was a non-win skipped right above a win by 0.19 points (p = 0.5); rule 4
+finds it. A clear win *below* a non-win means the verdicts are not monotone at all: the
+search then fills in the ladder above the highest non-win (the only budgets that decide the
+EST) and says so. (An unclear win below a non-win is the noise of rule 4.) Budgets that
+have no comparison (a run failed) are left out of the ladder.
 
 This module sees indices and verdicts only (True: a win, False: not a win, None: measured
-but not settled yet): what a verdict is, and when it is settled, is `seeds` and `rungs`.
+but not settled yet; `unclear`: the wins that are not clear): what a verdict is, and when it
+is settled, is `seeds` and `rungs`. One budget is measured at a time, after both ends.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass
+from itertools import pairwise
 
 BISECTION = "bisection"
 FILL_IN = "fill-in"
@@ -51,13 +56,21 @@ def _middle(candidates: list[int], low: int, high: int) -> int:
     return min(candidates, key=lambda i: (abs(i - centre), i))
 
 
+def _between(usable: list[int], measured: Collection[int], low: int, high: int) -> list[int]:
+    return [i for i in usable if low < i < high and i not in measured]
+
+
 def search(
-    num_budgets: int, verdicts: Mapping[int, bool | None], gaps: Collection[int] = ()
+    num_budgets: int,
+    verdicts: Mapping[int, bool | None],
+    gaps: Collection[int] = (),
+    unclear: Collection[int] = (),
 ) -> Search:
     """The next step of the bisection over ladder indices 0..num_budgets-1.
 
     `verdicts`: the indices measured so far, each True (a win), False (not a win) or None
-    (not settled yet); `gaps`: indices without a comparison (left out of the ladder).
+    (not settled yet); `gaps`: indices without a comparison (left out of the ladder);
+    `unclear`: wins whose seeds do not agree (see the module).
     """
     usable = [i for i in range(num_budgets) if i not in gaps]
     if not usable:
@@ -71,28 +84,26 @@ def search(
     if not verdicts[top]:
         shape = " (not monotone: it wins lower down)" if wins else ""
         return Search((), True, BISECTION, f"no win at the largest budget: no EST{shape}")
-    if not non_wins:
-        inside = [i for i in usable if bottom < i < top]
-        if not inside or any(i in verdicts for i in inside):
-            waiting = any(verdicts.get(i, False) is None for i in inside)
-            if waiting:
-                return Search((), False, BISECTION, "wins at both ends; checking the middle")
-            return Search((), True, BISECTION, "wins at both ends and in the middle")
-        middle = _middle(inside, bottom, top)
-        return Search((middle,), False, BISECTION, "wins at both ends; checking the middle")
-    highest_non_win = non_wins[-1]
-    above = [i for i in usable if highest_non_win < i < top]
-    if wins[0] < highest_non_win:
-        missing = tuple(i for i in above if i not in verdicts)
-        waiting = any(verdicts.get(i, False) is None for i in above)
+    clear_wins = [i for i in wins if i not in unclear]
+    if non_wins and clear_wins and clear_wins[0] < non_wins[-1]:
+        above = _between(usable, verdicts, non_wins[-1], top)
+        waiting = any(verdicts[i] is None for i in verdicts if i > non_wins[-1])
         note = "not monotone: a win below a non-win; filling in the ladder above the non-win"
-        return Search(missing, not missing and not waiting, FILL_IN, note)
-    lowest_win = min(i for i in wins if i > highest_non_win)
-    bracket = [i for i in usable if highest_non_win < i < lowest_win]
-    if any(verdicts.get(i, False) is None for i in bracket):
-        return Search((), False, BISECTION, "waiting for the middle of the bracket")
-    unmeasured = [i for i in bracket if i not in verdicts]
-    if not unmeasured:
+        return Search(tuple(above), not above and not waiting, FILL_IN, note)
+    if any(v is None for v in verdicts.values()):
+        return Search((), False, BISECTION, "waiting for a verdict")
+    if non_wins:
+        lowest_win = min(i for i in wins if i > non_wins[-1])
+        bracket = _between(usable, verdicts, non_wins[-1], lowest_win)
+        if bracket:
+            probe = _middle(bracket, non_wins[-1], lowest_win)
+            return Search((probe,), False, BISECTION, "bisecting the bracket")
+        wins = [i for i in wins if i > non_wins[-1]]
+    for low, high in pairwise(wins):
+        stretch = _between(usable, verdicts, low, high)
+        if low in unclear and stretch:
+            probe = _middle(stretch, low, high)
+            return Search((probe,), False, BISECTION, "checking above a win by a hair")
+    if non_wins:
         return Search((), True, BISECTION, "bracket closed: the EST is its upper end")
-    probe = _middle(unmeasured, highest_non_win, lowest_win)
-    return Search((probe,), False, BISECTION, "bisecting the bracket")
+    return Search((), True, BISECTION, "clear wins up from the smallest budget: no non-win")

@@ -83,6 +83,11 @@ class BudgetState:
         return self.status in (MEASURED, EARLY)
 
     @property
+    def clear(self) -> bool:
+        """Settled with seeds that agree (or early, which needs them to)."""
+        return self.status == EARLY or (self.measured is not None and self.measured.clear)
+
+    @property
     def mark(self) -> str:
         """'✓', '✗', '…' (running), '·' (gap) or '–' (skipped)."""
         if self.win is not None:
@@ -264,7 +269,8 @@ def _pair_state(judge: _Judge, pair: PairKey, ends_only: bool) -> PairState:
     while True:
         verdicts = {i: s.win for i, s in steps.items() if s.status != GAP}
         gaps = {i for i, s in steps.items() if s.status == GAP}
-        found = search(len(ladder), verdicts, gaps)
+        unclear = {i for i, s in steps.items() if s.win and not s.clear}
+        found = search(len(ladder), verdicts, gaps, unclear)
         probe = [i for i in found.probe if not ends_only or i in (0, last)]
         if not probe:
             break

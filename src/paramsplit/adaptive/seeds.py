@@ -7,8 +7,8 @@ test. "Clear" reads the same permutation test (`stats.seed_test`) at a looser le
 `clear_alpha`, which must be reachable with 2 seeds a side, whose test cannot go below
 p = 1/6:
 - by mean: a win is clear when the test at `clear_alpha` says the ensemble is more accurate
-  (with 2 vs 2 seeds and the default 1/6: every ensemble seed beats every single-network
-  seed); a non-win is clear when the same test says the single network is;
+  (with 2 vs 2 seeds and the default 1/3: at most one other split of the four seeds is as
+  extreme); a non-win is clear when the same test says the single network is;
 - with `require_significance`: a win is clear only once significant at the study's alpha
   (3 vs 3 seeds at the least); a non-win is clear as above.
 Anything else gets one more seed a side, until the study's seeds run out; the verdict there
@@ -25,7 +25,11 @@ from paramsplit.analysis import Comparison, compare_to_single, seed_test, summar
 from paramsplit.analysis.records import RunRecord
 
 MIN_SEEDS = 2
-CLEAR_ALPHA = 1 / 6  # the smallest p of 2 vs 2 seeds: every seed on one side beats the other's
+# With 2 vs 2 seeds p is 1/6, 1/3, 1/2...: 1/3 allows one of the other five splits to be as
+# extreme. Measured on the 35 comparisons of a 12-budget digits study (3 seeds): the 2-seed
+# verdict by mean agreed with all 3 seeds' in 27 of 27 cases with p ≤ 1/3, and in 6 of 8
+# with p = 1/2.
+CLEAR_ALPHA = 1 / 3
 
 
 @dataclass(frozen=True)

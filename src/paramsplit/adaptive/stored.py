@@ -29,9 +29,10 @@ def is_adaptive(definition: Mapping[str, Any]) -> bool:
 
 
 def load_records(store: Store, study: str) -> list[RunRecord]:
-    """Every run of `study`, each with its curve as far as it got."""
+    """Every run of `study`, each with its curve as far as it got (two queries)."""
+    curves = store.curves(study)
     return [
-        record_from_row(row, store.epochs(row["run_id"]) if row["status"] in WITH_CURVES else ())
+        record_from_row(row, curves.get(row["run_id"], []) if row["status"] in WITH_CURVES else ())
         for row in store.runs(study)
     ]
 

@@ -327,6 +327,13 @@ class Store:
             self._require_run(connection, run_id)
             return queries.epochs(connection, run_id)
 
+    def curves(self, study: str) -> dict[str, list[dict[str, Any]]]:
+        """Every run's curve in `study` at once (as `epochs` gives one), by run id; runs
+        without an epoch yet are absent."""
+        with database.read_transaction(self._engine) as connection:
+            self._require_study(connection, study)
+            return queries.curves(connection, study)
+
     def studies(self) -> list[dict[str, Any]]:
         """Every study: `name`, `definition`, `created_at`, `updated_at`, `total` runs."""
         with database.read_transaction(self._engine) as connection:
