@@ -85,6 +85,16 @@ def test_a_win_by_a_hair_does_not_stand_for_the_budgets_above_it():
     assert 7 not in plain and est_index(plain, 12) == 6
 
 
+def test_a_win_by_a_hair_at_the_top_is_checked_from_the_top_down():
+    # As on digits: every design near 98% at the largest budget, the ensemble ahead by a
+    # hair (unclear with every seed), and a non-win right below it.
+    verdicts = [False] * 4 + [True] * 4 + [False, True]
+    measured, _, _ = run_search(verdicts, unclear=frozenset({9}))
+    assert 8 in measured and est_index(measured, 10) == 9  # the full sequence's EST
+    clear_top, _, _ = run_search(verdicts)  # a clear win at the top stands for the rest
+    assert 8 not in clear_top
+
+
 def test_a_clear_win_below_a_non_win_fills_in_the_ladder_above_the_non_win_and_says_so():
     # Not monotone: a clear win at index 2 and, found above an unclear win, a non-win at 7.
     # Every budget above the highest non-win is measured, so the EST is exact; the budgets

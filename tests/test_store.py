@@ -259,7 +259,7 @@ def test_status_transitions(store):
     assert store.release(ids[0]) is False  # a done run stays done
     assert store.run(third["run_id"])["worker"] is None
     assert store.status_counts("s") == {
-        "done": 1, "running": 0, "pending": 1, "failed": 1, "total": 3
+        "done": 1, "running": 0, "pending": 1, "failed": 1, "stopped": 0, "total": 3
     }  # fmt: skip
     assert store.runs("s", status="failed")[0]["reason"] == "diverged"
 

@@ -112,6 +112,8 @@ class Saving:
     full_member_epochs: int
     train_s: float
     full_train_s: float | None  # known only when the whole grid was trained (replay)
+    runs_trained: int = 0  # runs of the grid trained (in full or until stopped)
+    runs_in_grid: int = 0
 
     @property
     def fraction(self) -> float:
@@ -125,10 +127,12 @@ class Saving:
         return self.train_s / self.full_train_s
 
     def describe(self) -> str:
-        """'2,208 of 7,296 member-epochs (30.3% of the full grid), 812 s of training'."""
+        """'840 of 2,496 member-epochs (33.7% of the full grid; 51 of 141 runs), 1,060 s of
+        training', and the full grid's seconds where known."""
         text = (
             f"{self.member_epochs:,} of {self.full_member_epochs:,} member-epochs "
-            f"({self.fraction:.1%} of the full grid), {self.train_s:,.0f} s of training"
+            f"({self.fraction:.1%} of the full grid; {self.runs_trained} of "
+            f"{self.runs_in_grid} runs), {self.train_s:,.0f} s of training"
         )
         if self.fraction_s is not None and self.full_train_s is not None:
             text += f" of the full grid's {self.full_train_s:,.0f} s ({self.fraction_s:.1%})"
@@ -142,6 +146,8 @@ class Saving:
             "member_epochs": self.member_epochs,
             "full_member_epochs": self.full_member_epochs,
             "fraction": self.fraction,
+            "runs_trained": self.runs_trained,
+            "runs_in_grid": self.runs_in_grid,
             "train_s": self.train_s,
             "full_train_s": self.full_train_s,
             "fraction_s": self.fraction_s,
@@ -180,6 +186,8 @@ def saving(
         member_epochs(full_grid, settings.epochs),
         train_seconds(spent, settings.epochs),
         train_seconds(full_records, settings.epochs) if full_records is not None else None,
+        runs_trained=len({r.run_id for r in spent}),
+        runs_in_grid=len({r.run_id for r in records}),
     )
 
 
