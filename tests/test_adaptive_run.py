@@ -4,6 +4,7 @@ done, never failed), resumes them, and a study killed mid-run resumes to the sam
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -14,14 +15,14 @@ import pytest
 from typer.testing import CliRunner
 
 import paramsplit as ps
-from paramsplit.adaptive import decide
+from paramsplit.adaptive import answer, decide
 from paramsplit.adaptive.stored import load_records, load_settings
 from paramsplit.cli.app import app
 from paramsplit.data import load_dataset
 from paramsplit.errors import StudyFileError
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store
-from paramsplit.study import StudyDefinition, checkpoint_dir_for, run_study
+from paramsplit.study import StudyDefinition, checkpoint_dir_for, register_study, run_study
 from paramsplit.study_adaptive import AdaptiveScheduler
 from paramsplit.study_file import load_study_file
 
@@ -129,7 +130,7 @@ from paramsplit.data import load_dataset
 from paramsplit.errors import StudyFileError
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store
-from paramsplit.study import StudyDefinition, checkpoint_dir_for, run_study
+from paramsplit.study import StudyDefinition, checkpoint_dir_for, register_study, run_study
 if __name__ == "__main__":  # worker processes import this file; they must not run it
     torch.set_num_threads(1)
     db = sys.argv[1]
@@ -188,3 +189,34 @@ def test_an_adaptive_study_killed_mid_run_resumes_to_the_same_decisions(tmp_path
     expected = {r["run_id"]: r["test_accuracy"] for r in whole.runs("killed")
                 if r["status"] == "done"}  # fmt: skip
     assert trained == expected
+
+
+@pytest.mark.slow  # a full study and an adaptive one, in process: ~1 min
+def test_a_live_adaptive_study_trains_exactly_what_the_replay_of_its_full_study_chose(
+    tmp_path, small_digits
+):
+    full_db, adaptive_db = str(tmp_path / "full.db"), str(tmp_path / "adaptive.db")
+    full = adaptive_study(name="full", adaptive=False)
+    run_study(Store.open(full_db), full, datasets=small_digits, executor="fused")
+    run_study(Store.open(adaptive_db), adaptive_study(), datasets=small_digits, executor="fused")
+
+    replayed = CliRunner().invoke(app, ["replay", "--db", full_db, "--json"])
+    assert replayed.exit_code == 0, replayed.output
+    result = json.loads(replayed.output)
+    store = Store.open(adaptive_db)
+    live = decide(load_settings(store, "adaptive"), load_records(store, "adaptive"))
+    saving = answer.saving(load_settings(store, "adaptive"), load_records(store, "adaptive"), live)
+    assert saving.member_epochs == result["saving"]["member_epochs"]
+    assert saving.runs_trained == result["saving"]["runs_trained"]
+    text = CliRunner().invoke(app, ["replay", "--db", full_db])
+    assert "replay of full" in text.output and "recommendation at 40k" in text.output
+
+
+def test_replay_refuses_a_study_that_is_not_finished(tmp_path, small_digits):
+    db = str(tmp_path / "study.db")
+    register_study(Store.open(db), adaptive_study(name="unfinished"), small_digits)
+    result = CliRunner().invoke(app, ["replay", "--db", db])
+    assert result.exit_code == 2
+    assert "replay needs a finished full-grid study" in result.output
+    bad = CliRunner().invoke(app, ["replay", "--db", db, "--policy", "greedy"])
+    assert "--policy must be one of adaptive, got 'greedy'" in bad.output

@@ -105,7 +105,7 @@ def adaptive_switchovers(
 class Saving:
     """What an adaptive study skipped, stopped and spent, against its full grid."""
 
-    skipped: tuple[str, ...]  # 'resnet on digits, deq k=4: 7.2k — between wins at ...'
+    skipped: tuple[str, ...]  # 'resnet on digits, deq k=4: 7.15k, 8.17k — below a non-win ...'
     fewer_seeds: tuple[str, ...]
     stopped: tuple[str, ...]
     member_epochs: int
@@ -114,6 +114,7 @@ class Saving:
     full_train_s: float | None  # known only when the whole grid was trained (replay)
     runs_trained: int = 0  # runs of the grid trained (in full or until stopped)
     runs_in_grid: int = 0
+    num_skipped: int = 0  # budgets of comparisons' ladders skipped
 
     @property
     def fraction(self) -> float:
@@ -146,6 +147,7 @@ class Saving:
             "member_epochs": self.member_epochs,
             "full_member_epochs": self.full_member_epochs,
             "fraction": self.fraction,
+            "num_skipped": self.num_skipped,
             "runs_trained": self.runs_trained,
             "runs_in_grid": self.runs_in_grid,
             "train_s": self.train_s,
@@ -163,23 +165,25 @@ def saving(
 ) -> Saving:
     """The skipped budgets, seeds not run and runs stopped, with the reasons, and the
     compute spent; `full_records`: the full grid trained (replay), for its seconds."""
-    skipped, fewer, stopped = [], [], []
+    skipped: dict[tuple[str, str], list[str]] = {}  # (comparison, why) -> budgets
+    fewer, stopped = [], []
     seeds = len(settings.seeds)
     for state in decision.pairs:
         label = pair_label(state.pair)
         for step in state.steps:
             budget = format_budget(step.budget_params)
             if step.status == SKIPPED:
-                skipped.append(f"{label}: {budget} — {step.reason}")
+                skipped.setdefault((label, step.reason), []).append(budget)
             elif step.status == MEASURED and len(step.seeds) < seeds:
                 used = f"{len(step.seeds)} of {seeds} seeds"
                 fewer.append(f"{label}: {budget} — {used}, {step.reason}")
             elif step.status == EARLY:
                 stopped.append(f"{label}: {budget} — {step.reason}")
+    grouped = [f"{label}: {', '.join(b)} — {why}" for (label, why), b in skipped.items()]
     spent = [r for r in records if r.status in ("done", "stopped", "running")]
     full_grid = [dataclasses.replace(r, status="done") for r in records]
     return Saving(
-        tuple(skipped),
+        tuple(grouped),
         tuple(fewer),
         tuple(stopped),
         member_epochs(spent, settings.epochs),
@@ -188,6 +192,7 @@ def saving(
         train_seconds(full_records, settings.epochs) if full_records is not None else None,
         runs_trained=len({r.run_id for r in spent}),
         runs_in_grid=len({r.run_id for r in records}),
+        num_skipped=sum(len(budgets) for budgets in skipped.values()),
     )
 
 

@@ -174,7 +174,8 @@ def report(
         files = [str(p) for p in written.paths()] if written else []
         render.print_json(data | {"files": files})
         return
-    render_answer.render_analysis(analysis)
+    pending = "not run yet" if adaptive is None else "skipped by the adaptive policy"
+    render_answer.render_analysis(analysis, pending)
     if adaptive is not None:
         from paramsplit.cli.render_adaptive import render_saving
 

@@ -45,13 +45,13 @@ def render_policy(decision: Decision) -> None:
 def render_saving(saving: Saving) -> None:
     """What an adaptive study skipped, stopped and spent, each with its reason."""
     console.print(f"  compute: {escape(saving.describe())}")
-    for title, lines in (
-        ("budgets skipped", saving.skipped),
-        ("seeds not run", saving.fewer_seeds),
-        ("runs stopped early", saving.stopped),
+    for title, count, lines in (
+        ("budgets skipped", saving.num_skipped, saving.skipped),
+        ("comparisons on fewer seeds", len(saving.fewer_seeds), saving.fewer_seeds),
+        ("comparisons stopped early", len(saving.stopped), saving.stopped),
     ):
         if lines:
-            console.print(f"  {title} ({len(lines)}):")
+            console.print(f"  {title} ({count}):")
             for line in lines:
                 console.print(f"    [dim]{escape(line)}[/]")
 

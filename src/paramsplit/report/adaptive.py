@@ -17,11 +17,11 @@ def adaptive_html(saving: Saving) -> str:
         "averaged in anywhere.</p>",
         f"<p><strong>Compute:</strong> {esc(saving.describe())}.</p>",
     ]
-    for title, lines in (
-        ("Budgets skipped", saving.skipped),
-        ("Seeds not run", saving.fewer_seeds),
-        ("Runs stopped early", saving.stopped),
+    for title, count, lines in (
+        ("Budgets skipped", saving.num_skipped, saving.skipped),
+        ("Comparisons on fewer seeds", len(saving.fewer_seeds), saving.fewer_seeds),
+        ("Comparisons stopped early (their ensembles' runs)", len(saving.stopped), saving.stopped),
     ):
         items = "".join(f"<li>{esc(line)}</li>" for line in lines) or "<li>none</li>"
-        parts.append(f"<h3>{title} ({len(lines)})</h3><ul>{items}</ul>")
+        parts.append(f"<h3>{title} ({count})</h3><ul>{items}</ul>")
     return "".join(parts)
