@@ -220,3 +220,20 @@ def test_replay_refuses_a_study_that_is_not_finished(tmp_path, small_digits):
     assert "replay needs a finished full-grid study" in result.output
     bad = CliRunner().invoke(app, ["replay", "--db", db, "--policy", "greedy"])
     assert "--policy must be one of adaptive, got 'greedy'" in bad.output
+
+
+@pytest.mark.slow  # starts Ray: ~1 min
+def test_an_adaptive_study_runs_on_ray_to_the_policys_end(tmp_path, small_digits):
+    ray = pytest.importorskip("ray")
+    from paramsplit.study_ray import run_study_on_ray
+
+    ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False,
+             logging_level="error")  # fmt: skip
+    try:
+        store = Store.open(tmp_path / "ray.db")
+        counts = run_study_on_ray(store, adaptive_study(), small_digits, executor="fused")
+    finally:
+        ray.shutdown()
+    settings = load_settings(store, "adaptive", early=False)
+    assert decide(settings, load_records(store, "adaptive")).finished
+    assert 0 < counts["done"] < counts["total"] and counts["stopped"] == counts["running"] == 0

@@ -41,6 +41,7 @@ class SeedsVerdict:
     win: bool
     clear: bool
     reason: str
+    p_value: float = 1.0  # of the verdict's side: ensemble better for a win, single else
 
 
 def compare(
@@ -70,10 +71,10 @@ def judge_seeds(
             return SeedsVerdict(comparison, True, True, f"significant win, {seeds}")
         p = seed_test(ensemble, single, clear_alpha).p_value
         clear = p <= clear_alpha
-        return SeedsVerdict(comparison, True, clear, f"win, p = {p:.3g}, {seeds}")
+        return SeedsVerdict(comparison, True, clear, f"win, p = {p:.3g}, {seeds}", p)
     p_other = seed_test(single, ensemble, clear_alpha).p_value
     clear = p_other <= clear_alpha
     what = comparison.verdict(require_significance)
     return SeedsVerdict(
-        comparison, False, clear, f"{what}, p(single better) = {p_other:.3g}, {seeds}"
+        comparison, False, clear, f"{what}, p(single better) = {p_other:.3g}, {seeds}", p_other
     )
