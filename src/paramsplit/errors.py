@@ -53,3 +53,7 @@ class StudyFileError(ParamSplitError):
 
 class ReportError(ParamSplitError):
     """A report that cannot be written where it was asked to go."""
+
+
+class ArtifactError(ParamSplitError):
+    """A run's kept weights that are missing or altered, or an export that fails its checks."""

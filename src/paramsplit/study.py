@@ -23,6 +23,7 @@ import torch
 
 from paramsplit import study_workers
 from paramsplit.accounting import count_params
+from paramsplit.artifacts import save_run_weights
 from paramsplit.data import DatasetTensors, load_dataset
 from paramsplit.errors import ParamSplitError, UsageError
 from paramsplit.measure import measure_design
@@ -55,6 +56,9 @@ class StudyDefinition:
     `measure`, one of `MEASURE_CHOICES`: after each run, `all` measures inference latency,
     throughput and peak memory; `first-seed` memory only for the study's lowest seed;
     `latency` no memory; `none` nothing. It does not change the runs or their ids.
+
+    `keep_weights`: each finished run keeps the weights of its selected epoch (in the
+    folder `run_study` is given, see `paramsplit.artifacts`). Nor does it change the runs.
     """
 
     name: str
@@ -69,6 +73,7 @@ class StudyDefinition:
     match: str = "le"
     config: TrainConfig = field(default_factory=TrainConfig)
     measure: str = "all"
+    keep_weights: bool = True
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.designs if d not in DESIGN_CLASSES]
@@ -210,6 +215,7 @@ class WorkerSettings:
     retry_failed_before: datetime | None
     checkpoint_dir: Path | None
     workers: int = 1
+    artifacts_dir: Path | None = None  # where finished runs keep their weights; None: nowhere
 
 
 def retry_cutoff(retry_failed: bool) -> datetime | None:
@@ -233,6 +239,7 @@ def run_study(
     register: bool = True,
     workers: int = 1,
     threads: int | None = None,
+    artifacts_dir: Path | None = None,
 ) -> dict[str, int]:
     """Register the study's runs and train every unfinished one; returns the final counts.
 
@@ -242,6 +249,9 @@ def run_study(
 
     With `checkpoint_dir`, each run saves its state there after every epoch; a run taken
     over from a killed process carries on from its last epoch.
+
+    With `artifacts_dir` (and the study's `keep_weights`), each finished run keeps the
+    weights of its selected epoch there; its row records the file, its size and sha256.
 
     With `workers` > 1, this process and `workers` - 1 child processes claim runs side by
     side, each running torch on `threads` threads (default: the cores shared out). The
@@ -255,7 +265,10 @@ def run_study(
     datasets = datasets or {name: load_dataset(name, device=device) for name in study.datasets}
     if register:
         register_study(store, study, datasets)
-    settings = WorkerSettings(executor, str(device), retry_failed_before, checkpoint_dir, workers)
+    settings = WorkerSettings(
+        executor, str(device), retry_failed_before, checkpoint_dir, workers,
+        artifacts_dir if study.keep_weights else None,
+    )  # fmt: skip
     if workers > 1:
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
         _work_beside(workers - 1, threads, store, study, datasets, settings, on_run, on_progress)
@@ -341,9 +354,11 @@ def train_run(
     checkpoint: Path | None,
     progress: ProgressCallback | None = None,
     measure: str = "none",
+    artifacts_dir: Path | None = None,
 ) -> Outcome:
-    """Train one run's spec, then measure it (`measure`: 'all', 'latency' or 'none'); how it
-    ended, as data (also what a Ray task sends back)."""
+    """Train one run's spec, keep its weights in `artifacts_dir` (if given), then measure it
+    (`measure`: 'all', 'latency' or 'none'); how it ended, as data (also what a Ray task
+    sends back)."""
     design = DesignSpec(
         DesignClass(spec["design_class"]),
         spec["num_members"],
@@ -368,6 +383,8 @@ def train_run(
     if result.status != "done":
         return "failed", f"{result.status}: {result.reason}"
     summary = result.to_dict()
+    if artifacts_dir is not None:
+        summary |= save_run_weights(artifacts_dir, spec, result, dataset)
     if measure != "none":
         if progress is not None:
             progress("measure", 0, 1, {})
@@ -438,7 +455,10 @@ def _execute(
 
     dataset, device = datasets[spec["dataset"]], torch.device(settings.device)
     try:
-        outcome = train_run(spec, dataset, settings.executor, device, checkpoint, progress, measure)
+        outcome = train_run(
+            spec, dataset, settings.executor, device, checkpoint, progress, measure,
+            settings.artifacts_dir,
+        )  # fmt: skip
     except KeyboardInterrupt:
         store.release(run_id)
         raise

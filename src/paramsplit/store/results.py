@@ -228,6 +228,7 @@ class Store:
         dict goes to `metrics`, and a `curve` list of epoch records to `epochs`."""
         values = rows.columns_from(result, schema.runs, schema.METRIC_COLUMNS, "result")
         values |= rows.columns_from(result, schema.runs, schema.ENVIRONMENT_COLUMNS, "result")
+        values |= rows.columns_from(result, schema.runs, schema.WEIGHTS_COLUMNS, "result")
         values.setdefault("package_version", paramsplit.__version__)
         metrics = to_jsonable(result)
         curve = [rows.epoch_row(run_id, record) for record in result.get("curve") or ()]

@@ -52,7 +52,9 @@ class TrainResult:
     final_test: EnsembleMetrics | None  # of the weights after the last epoch
     train_time_s: float
     device: str
-    member_states: list[dict[str, Tensor]] = field(default_factory=list, repr=False)
+    member_states: list[dict[str, Tensor]] = field(default_factory=list, repr=False)  # final
+    # The weights of `best_epoch`, which `test` was measured with (what a run keeps).
+    selected_member_states: list[dict[str, Tensor]] = field(default_factory=list, repr=False)
 
     def to_dict(self, target_accuracy: float | None = None) -> dict[str, Any]:
         """Everything about the run as JSON-ready data; units in every key."""
