@@ -23,6 +23,7 @@ from paramsplit.data import DatasetTensors, load_dataset
 from paramsplit.errors import ArtifactError, UsageError
 from paramsplit.export.formats import (
     OUTPUT_NAMES,
+    SUFFIXES,
     Runner,
     check_format,
     load_runner,
@@ -175,7 +176,7 @@ def export_run(
         for name in forms:
             model = build_ensemble(weights, "fused" if name == "single" else name,
                                    member_logits=member_logits)  # fmt: skip
-            paths[name] = Path(work) / f"{name}{out.suffix or '.model'}"
+            paths[name] = Path(work) / f"{name}{SUFFIXES[format_name]}"
             write_model(model, format_name, paths[name], images[:2],
                         _description(weights, name, outputs))  # fmt: skip
             runners[name] = load_runner(format_name, paths[name], threads)
