@@ -195,6 +195,10 @@ def test_paramsplit_run_keeps_weights_unless_told_not_to(tmp_path):
     assert first.exit_code == 0, first.output
     (kept,) = Store.open(db).runs()
     assert Path(kept["weights_path"]).parent == tmp_path / "study.artifacts"
+    # Keeping weights is not part of the study: the same flags find it, nothing runs again.
+    again = runner.invoke(app, [*flags, "--no-keep-weights"])
+    assert again.exit_code == 0, again.output
+    assert Store.open(db).runs()[0]["attempts"] == 1 and len(Store.open(db).studies()) == 1
     second = runner.invoke(app, [*flags, "--seeds", "2", "--no-keep-weights"])
     assert second.exit_code == 0, second.output
     runs = {run["seed"]: run for run in Store.open(db).runs()}
@@ -204,6 +208,18 @@ def test_paramsplit_run_keeps_weights_unless_told_not_to(tmp_path):
     third = runner.invoke(app, [*flags, "--seeds", "3", "--artifacts-dir", str(elsewhere)])
     assert third.exit_code == 0, third.output
     assert os.listdir(elsewhere) == [f"{Store.open(db).runs()[-1]['run_id']}.safetensors"]
+
+
+def test_paramsplit_train_writes_the_weights_where_asked(tmp_path):
+    out = tmp_path / "run.safetensors"
+    args = ["train", "--family", "resnet", "--budget", "5k", "--epochs", "1", "--batch-size",
+            "64", "--no-measure", "--weights-out", str(out), "--json"]  # fmt: skip
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["weights_path"] == str(out.resolve())
+    weights = load_run_weights(summary)  # the row-like summary: run_id, path, size, sha256
+    assert weights.design == summary["design"] and len(weights.member_states) == 1
 
 
 def test_artifacts_live_beside_a_sqlite_file_or_in_one_folder_for_a_server():
