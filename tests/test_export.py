@@ -262,3 +262,14 @@ def test_altered_weights_stop_the_export_with_one_line_naming_the_run(trained, t
     assert result.exit_code == 1, result.output
     assert _error_line(result).startswith(f"error: the weights of run {run['run_id']} were altered")
     assert not (tmp_path / "m.pt2").exists()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.load` is deprecated:FutureWarning")
+def test_an_out_path_that_cannot_be_written_is_one_error(trained, digits, tmp_path):
+    _, runs = trained
+    (tmp_path / "taken").mkdir()
+    with pytest.raises(ArtifactError, match=r"cannot write --out .*taken: Is a directory"):
+        export_run(runs["single"], "torchscript", tmp_path / "taken", dataset=digits)
+    with pytest.raises(UsageError, match=r"folder '.*nowhere' does not exist"):
+        export_run(runs["single"], "torchscript", tmp_path / "nowhere" / "m.ts", dataset=digits)
+    assert [p.name for p in tmp_path.iterdir()] == ["taken"]

@@ -145,6 +145,27 @@ def _description(weights: RunWeights, form: str, outputs: tuple[str, ...]) -> di
     }
 
 
+def _write_forms(
+    weights: RunWeights,
+    forms: list[str],
+    format_name: str,
+    folder: Path,
+    example: torch.Tensor,
+    member_logits: bool,
+    threads: int,
+) -> dict[str, tuple[Path, Runner]]:
+    """Each form written into `folder` and loaded back in the format's runtime."""
+    outputs = OUTPUT_NAMES[: 2 if member_logits else 1]
+    written = {}
+    for name in forms:
+        model = build_ensemble(weights, "fused" if name == "single" else name,
+                               member_logits=member_logits)  # fmt: skip
+        path = folder / f"{name}{SUFFIXES[format_name]}"
+        write_model(model, format_name, path, example, _description(weights, name, outputs))
+        written[name] = (path, load_runner(format_name, path, threads))
+    return written
+
+
 def export_run(
     run: Mapping[str, Any],
     format_name: str,
@@ -167,6 +188,9 @@ def export_run(
         raise UsageError(f"--form must be one of {', '.join(FORM_CHOICES)}, got '{form}'")
     if batch_size < 1:
         raise UsageError(f"--batch must be at least 1, got {batch_size}")
+    out = Path(out)
+    if not out.parent.is_dir():
+        raise UsageError(f"cannot write --out {out}: folder '{out.parent}' does not exist")
     weights = load_run_weights(run)
     images, labels = _test_split(weights, dataset or load_dataset(run["dataset"]))
     outputs = OUTPUT_NAMES[: 2 if member_logits else 1]
@@ -180,38 +204,32 @@ def export_run(
 
     threads = torch.get_num_threads()
     forms = ["single"] if weights.num_members == 1 else list(FORMS) if form == "auto" else [form]
-    out = Path(out)
-    if not out.parent.is_dir():
-        raise UsageError(f"cannot write --out {out}: folder '{out.parent}' does not exist")
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=".paramsplit-export-") as work:
-        paths: dict[str, Path] = {}
-        runners: dict[str, Runner] = {}
-        for name in forms:
-            model = build_ensemble(weights, "fused" if name == "single" else name,
-                                   member_logits=member_logits)  # fmt: skip
-            paths[name] = Path(work) / f"{name}{SUFFIXES[format_name]}"
-            write_model(model, format_name, paths[name], images[:2],
-                        _description(weights, name, outputs))  # fmt: skip
-            runners[name] = load_runner(format_name, paths[name], threads)
-        form_latency_ms: dict[str, float] = {}
-        if len(forms) > 1:
-            timed = median_latency_ms(list(runners.values()), images, batch_size)
-            form_latency_ms = dict(zip(forms, timed, strict=True))
-        chosen = min(forms, key=lambda name: form_latency_ms.get(name, 0.0))
+    try:
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".paramsplit-export-") as work:
+            runners = _write_forms(weights, forms, format_name, Path(work), images[:2],
+                                   member_logits, threads)  # fmt: skip
+            form_latency_ms: dict[str, float] = {}
+            if len(forms) > 1:
+                timed = median_latency_ms([run for _, run in runners.values()], images, batch_size)
+                form_latency_ms = dict(zip(forms, timed, strict=True))
+            chosen = min(forms, key=lambda name: form_latency_ms.get(name, 0.0))
+            path, run_exported = runners[chosen]
 
-        exported = predict_split(runners[chosen], images)
-        max_probability, max_logit = check_outputs(weights.run_id, exported, expected)
-        exported_correct = exported.correct(labels)
-        if exported_correct != pytorch_correct:
-            raise ArtifactError(
-                f"the export of run {weights.run_id} classifies {exported_correct}/{len(labels)} "
-                f"test images right; its PyTorch model {pytorch_correct}"
-            )
-        latency_ms = {
-            size: median_latency_ms([runners[chosen]], images, size)[0]
-            for size in LATENCY_BATCH_SIZES
-        }
-        os.replace(paths[chosen], out)
+            exported = predict_split(run_exported, images)
+            max_probability, max_logit = check_outputs(weights.run_id, exported, expected)
+            exported_correct = exported.correct(labels)
+            if exported_correct != pytorch_correct:
+                raise ArtifactError(
+                    f"the export of run {weights.run_id} classifies {exported_correct}/"
+                    f"{len(labels)} test images right; its PyTorch model {pytorch_correct}"
+                )
+            latency_ms = {
+                size: median_latency_ms([run_exported], images, size)[0]
+                for size in LATENCY_BATCH_SIZES
+            }
+            os.replace(path, out)
+    except OSError as error:
+        raise ArtifactError(f"cannot write --out {out}: {error.strerror or error}") from None
     return ExportReport(
         run_id=weights.run_id,
         design=weights.design,
