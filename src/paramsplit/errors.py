@@ -71,3 +71,7 @@ class DiskFullError(ParamSplitError):
 
 class CheckpointError(ParamSplitError):
     """A checkpoint that cannot be used: unreadable, truncated, corrupt, or another run's."""
+
+
+class ArtifactError(ParamSplitError):
+    """A run's kept weights that are missing or altered, or an export that fails its checks."""

@@ -25,6 +25,7 @@ import torch
 
 from paramsplit import study_workers
 from paramsplit.accounting import count_params
+from paramsplit.artifacts import save_run_weights
 from paramsplit.data import DatasetTensors, load_dataset
 from paramsplit.errors import (
     CheckpointError,
@@ -64,6 +65,9 @@ class StudyDefinition:
     `measure`, one of `MEASURE_CHOICES`: after each run, `all` measures inference latency,
     throughput and peak memory; `first-seed` memory only for the study's lowest seed;
     `latency` no memory; `none` nothing. It does not change the runs or their ids.
+
+    `keep_weights`: each finished run keeps the weights of its selected epoch (in the
+    folder `run_study` is given, see `paramsplit.artifacts`). Nor does it change the runs.
     """
 
     name: str
@@ -78,6 +82,7 @@ class StudyDefinition:
     match: str = "le"
     config: TrainConfig = field(default_factory=TrainConfig)
     measure: str = "all"
+    keep_weights: bool = True
 
     def __post_init__(self) -> None:
         unknown = [d for d in self.designs if d not in DESIGN_CLASSES]
@@ -221,6 +226,7 @@ class WorkerSettings:
     retry_failed_before: datetime | None
     checkpoint_dir: Path | None
     workers: int = 1
+    artifacts_dir: Path | None = None  # where finished runs keep their weights; None: nowhere
 
 
 def retry_cutoff(retry_failed: bool) -> datetime | None:
@@ -244,6 +250,7 @@ def run_study(
     register: bool = True,
     workers: int = 1,
     threads: int | None = None,
+    artifacts_dir: Path | None = None,
 ) -> dict[str, int]:
     """Register the study's runs and train every unfinished one; returns the final counts.
 
@@ -253,6 +260,9 @@ def run_study(
 
     With `checkpoint_dir`, each run saves its state there after every epoch; a run taken
     over from a killed process carries on from its last epoch.
+
+    With `artifacts_dir` (and the study's `keep_weights`), each finished run keeps the
+    weights of its selected epoch there; its row records the file, its size and sha256.
 
     With `workers` > 1, this process and `workers` - 1 child processes claim runs side by
     side, each running torch on `threads` threads (default: the cores shared out). The
@@ -273,7 +283,10 @@ def run_study(
     datasets = datasets or {name: load_dataset(name, device=device) for name in study.datasets}
     if register:
         register_study(store, study, datasets)
-    settings = WorkerSettings(executor, str(device), retry_failed_before, checkpoint_dir, workers)
+    settings = WorkerSettings(
+        executor, str(device), retry_failed_before, checkpoint_dir, workers,
+        artifacts_dir if study.keep_weights else None,
+    )  # fmt: skip
     if workers > 1:
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
         _work_beside(workers - 1, threads, store, study, datasets, settings, on_run, on_progress)
@@ -372,8 +385,10 @@ def train_run(
     checkpoint: Path | None,
     progress: ProgressCallback | None = None,
     measure: str = "none",
+    artifacts_dir: Path | None = None,
 ) -> Outcome:
-    """Train one run's spec, then measure it (`measure`: 'all', 'latency' or 'none').
+    """Train one run's spec, keep its weights in `artifacts_dir` (if given), then measure it
+    (`measure`: 'all', 'latency' or 'none').
 
     A checkpoint that cannot be used (unreadable, corrupt, another run's) is set aside, with
     a note, and the run starts from epoch 1. What is not the run's fault is raised, not
@@ -413,6 +428,8 @@ def train_run(
     if result.status != "done":
         return Outcome("failed", reason=f"{result.status}: {result.reason}", notes=tuple(notes))
     summary = result.to_dict()
+    if artifacts_dir is not None:
+        summary |= save_run_weights(artifacts_dir, spec, result, dataset)
     if measure != "none":
         if progress is not None:
             progress("measure", 0, 1, {})
@@ -489,7 +506,10 @@ def _execute(
 
     dataset, device = datasets[spec["dataset"]], torch.device(settings.device)
     try:
-        outcome = train_run(spec, dataset, settings.executor, device, checkpoint, progress, measure)
+        outcome = train_run(
+            spec, dataset, settings.executor, device, checkpoint, progress, measure,
+            settings.artifacts_dir,
+        )  # fmt: skip
         record_outcome(store, claim, with_load(outcome, settings.workers), checkpoint)
     except ClaimLostError:
         return False

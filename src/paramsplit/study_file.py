@@ -10,6 +10,7 @@
     singles = ["densenet-bc-40-12"]                         # and/or single networks by name,
     grid = {family = "resnet", widths = [16, 24], depths = [26, 38]}   # or as a grid
     measure = "first-seed"    # after each run: all, first-seed, latency or none
+    keep_weights = true       # each finished run keeps its weights (for paramsplit export)
     [train]                   # any TrainConfig field
     epochs = 30
     batch_size = 64
@@ -33,7 +34,8 @@ from paramsplit.specs import ArchSpec, TrainConfig, parse_budget, parse_members
 from paramsplit.study import MEASURE_CHOICES, StudyDefinition
 
 STUDY_KEYS = ("name", "families", "budgets", "singles", "grid", "members", "designs",
-              "datasets", "seeds", "depth", "match", "measure", "train")  # fmt: skip
+              "datasets", "seeds", "depth", "match", "measure", "keep_weights",
+              "train")  # fmt: skip
 TRAIN_KEYS = tuple(field.name for field in dataclasses.fields(TrainConfig))
 
 
@@ -66,6 +68,12 @@ def _measure(value: Any) -> str:
     if value not in MEASURE_CHOICES:
         raise ValueError(f"expected one of {', '.join(MEASURE_CHOICES)}, got {value!r}")
     return str(value)
+
+
+def _boolean(value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise TypeError(f"expected true or false, got {value!r}")
+    return value
 
 
 def load_study_file(path: str | Path) -> StudyDefinition:
@@ -107,6 +115,7 @@ def load_study_file(path: str | Path) -> StudyDefinition:
         "depth": int,
         "match": str,
         "measure": _measure,
+        "keep_weights": _boolean,
     }
     for key, convert in converters.items():
         if key not in data:

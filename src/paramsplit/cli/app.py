@@ -9,6 +9,7 @@ import typer
 from paramsplit.cli import render
 from paramsplit.cli.answer_commands import recommend, report
 from paramsplit.cli.demo_command import demo
+from paramsplit.cli.export_command import export
 from paramsplit.cli.measure_command import measure
 from paramsplit.cli.options import ClassesOption, InputOption, JsonFlag, reports_errors
 from paramsplit.cli.study_commands import run, status
@@ -121,3 +122,4 @@ app.command()(reports_errors(report))
 app.command()(reports_errors(recommend))
 app.command()(reports_errors(demo))
 app.command()(reports_errors(measure))
+app.command()(reports_errors(export))

@@ -28,6 +28,7 @@ def demo(
     """Run the built-in study on the offline digits set, then print and write its answer."""
     from paramsplit import demo as settings
     from paramsplit.analysis import analyse_store, recommend
+    from paramsplit.artifacts import artifacts_dir_for
     from paramsplit.data import load_dataset
     from paramsplit.report import write_report
     from paramsplit.specs import format_budget
@@ -58,6 +59,7 @@ def demo(
                     store, study, executor=settings.DEMO_EXECUTOR, on_run=on_run,
                     on_progress=on_progress, datasets=datasets, register=False,
                     checkpoint_dir=checkpoint_dir_for(db), workers=workers, threads=1,
+                    artifacts_dir=artifacts_dir_for(db),
                 )  # fmt: skip
         analysis = analyse_store(store, study.name)
     answer = recommend(

@@ -8,6 +8,7 @@ import hashlib
 import json
 import signal
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -33,9 +34,9 @@ def split_budgets(text: str) -> list[str]:
 
 
 def _study_name(definition: dict[str, Any]) -> str:
-    # What is measured is not what is studied: `--measure none` resumes the same study, and
-    # names derived before the field existed still find their study.
-    studied = {key: value for key, value in definition.items() if key != "measure"}
+    # What is measured or kept is not what is studied: `--measure none` resumes the same
+    # study, and names derived before those fields existed still find their study.
+    studied = {k: v for k, v in definition.items() if k not in ("measure", "keep_weights")}
     digest = hashlib.sha256(json.dumps(studied, sort_keys=True).encode()).hexdigest()[:8]
     source = "+".join(definition["families"]) or "singles"
     return f"{source}-{'+'.join(definition['datasets'])}-{digest}"
@@ -109,10 +110,26 @@ def run(
     workers: Annotated[
         int, typer.Option(help="Processes training side by side on this machine.")
     ] = 1,
+    keep_weights: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-weights/--no-keep-weights",
+            help="Keep each finished run's weights (its selected epoch) for paramsplit export. "
+            "Default: the study file's, else keep.",
+        ),
+    ] = None,
+    artifacts_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="Folder for kept weights (default: NAME.artifacts beside a SQLite file, "
+            "paramsplit-artifacts for a database server)."
+        ),
+    ] = None,
 ) -> None:
     """Run a study: every design × budget × dataset × seed, resumable, into the database."""
     import torch
 
+    from paramsplit.artifacts import artifacts_dir_for
     from paramsplit.data import load_dataset
     from paramsplit.specs import TrainConfig, parse_arch, parse_budget, parse_members
     from paramsplit.store import Store
@@ -157,6 +174,9 @@ def run(
             study = dataclasses.replace(study, name=_study_name(study.to_dict()))
     if measure is not None:
         study = dataclasses.replace(study, measure=measure)
+    if keep_weights is not None:
+        study = dataclasses.replace(study, keep_weights=keep_weights)
+    kept_in = Path(artifacts_dir) if artifacts_dir else artifacts_dir_for(db)
     device = resolve_device()
     datasets = {d: load_dataset(d, device=device) for d in study.datasets}
     with Store.open(db) as store, stops_cleanly():
@@ -168,14 +188,14 @@ def run(
                     store, study, datasets, address=address, cpus_per_run=cpus_per_run,
                     gpus_per_run=gpus_per_run, executor=member_executor,
                     retry_failed=retry_failed, checkpoint_dir=checkpoint_dir_for(db),
-                    on_run=on_run, register=False,
+                    on_run=on_run, register=False, artifacts_dir=kept_in,
                 )  # fmt: skip
             else:
                 counts = run_study(
                     store, study, executor=member_executor, device=device, on_run=on_run,
                     on_progress=on_progress, datasets=datasets, retry_failed=retry_failed,
                     checkpoint_dir=checkpoint_dir_for(db), register=False, workers=workers,
-                    threads=threads,
+                    threads=threads, artifacts_dir=kept_in,
                 )  # fmt: skip
     render.render_status(study.name, counts, None)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, inspect, select, text, update
 
 from paramsplit.errors import StoreError
 from paramsplit.store import rows, schema
@@ -69,5 +69,20 @@ def _measurements_table(connection: Connection) -> None:
     schema.measurements.create(connection, checkfirst=True)
 
 
+def _weights_columns(connection: Connection) -> None:
+    """3 -> 4: `runs` gets the columns of kept weights (`schema.WEIGHTS_COLUMNS`), NULL for
+    every run so far (they kept none). Adds only the columns missing, so a step that ran
+    on a database made with them already changes nothing."""
+    present = {column["name"] for column in inspect(connection).get_columns("runs")}
+    for name in schema.WEIGHTS_COLUMNS:
+        if name not in present:
+            kind = schema.runs.c[name].type.compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {kind}"))
+
+
 # From version N to N + 1.
-STEPS: dict[int, Callable[[Connection], None]] = {1: _links_per_budget, 2: _measurements_table}
+STEPS: dict[int, Callable[[Connection], None]] = {
+    1: _links_per_budget,
+    2: _measurements_table,
+    3: _weights_columns,
+}

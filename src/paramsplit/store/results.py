@@ -235,6 +235,7 @@ class Store:
         run_id = _run_id(run)
         values = rows.columns_from(result, schema.runs, schema.METRIC_COLUMNS, "result")
         values |= rows.columns_from(result, schema.runs, schema.ENVIRONMENT_COLUMNS, "result")
+        values |= rows.columns_from(result, schema.runs, schema.WEIGHTS_COLUMNS, "result")
         values.setdefault("package_version", paramsplit.__version__)
         metrics = to_jsonable(result)
         curve = [rows.epoch_row(run_id, record) for record in result.get("curve") or ()]

@@ -31,7 +31,8 @@ from sqlalchemy import (
 # Bump with every change to the tables below, and add a step to `migrations.STEPS`.
 # 2: a study links a run once per budget it asked for (budget_params in the primary key).
 # 3: `measurements`, inference measured side by side after training (`paramsplit measure`).
-SCHEMA_VERSION = 3
+# 4: `runs` gets `WEIGHTS_COLUMNS`, where each run's kept weights are and their hash.
+SCHEMA_VERSION = 4
 
 STATUSES = ("pending", "running", "done", "failed")
 
@@ -113,6 +114,14 @@ METRIC_COLUMNS: dict[str, Any] = {
     "executor": String(50),
 }
 
+# Filled by `Store.finish` too: the file of a run's kept weights (`paramsplit.artifacts`), its
+# size, and the sha256 that loading checks it against. NULL where a run kept none.
+WEIGHTS_COLUMNS: dict[str, Any] = {
+    "weights_path": Text,
+    "weights_bytes": BigInteger,
+    "weights_sha256": String(64),
+}
+
 ENVIRONMENT_COLUMNS: dict[str, Any] = {
     "device": String(200),
     "torch_version": String(50),
@@ -137,6 +146,7 @@ runs = Table(
     Column("started_at", UtcDateTime),
     Column("finished_at", UtcDateTime),
     *(Column(name, kind) for name, kind in METRIC_COLUMNS.items()),
+    *(Column(name, kind) for name, kind in WEIGHTS_COLUMNS.items()),
     Column("metrics", _json()),
     *(Column(name, kind) for name, kind in ENVIRONMENT_COLUMNS.items()),
     Index("ix_runs_status", "status"),
