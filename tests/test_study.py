@@ -13,6 +13,7 @@ import time
 import pytest
 
 import paramsplit as ps
+import paramsplit.study as study_module
 from paramsplit.cli.study_commands import split_budgets
 from paramsplit.data import load_dataset
 from paramsplit.specs import TrainConfig
@@ -82,12 +83,25 @@ def test_retry_failed_tries_a_run_that_always_fails_once_more_and_stops(tmp_path
     assert run["attempts"] == 2 and run["reason"].startswith("diverged")
 
 
-def test_an_erroring_run_is_recorded_with_its_reason(tmp_path, small_digits):
+def test_an_erroring_run_is_recorded_with_its_reason(tmp_path, small_digits, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("the training step broke")
+
+    monkeypatch.setattr(study_module, "train_design", fail)
     store = Store.open(tmp_path / "study.db")
     study = _study(budgets=(5_000,), designs=("single", "deq"))
-    counts = run_study(store, study, executor="no-such-executor", datasets=small_digits)
+    counts = run_study(store, study, datasets=small_digits)
     assert counts["failed"] == counts["total"] == 2
-    assert all("unknown executor" in run["reason"] for run in store.runs("tiny"))
+    reasons = {run["reason"] for run in store.runs("tiny")}
+    assert reasons == {"error: RuntimeError: the training step broke"}
+
+
+def test_an_unknown_executor_is_refused_before_anything_is_registered(tmp_path, small_digits):
+    # It used to be stored as a failed run, which the corrected command then never retried.
+    store = Store.open(tmp_path / "study.db")
+    with pytest.raises(ps.ConfigError, match="field 'executor': unknown executor 'turbo'"):
+        run_study(store, _study(), executor="turbo", datasets=small_digits)
+    assert store.studies() == []
 
 
 def test_study_definitions_are_validated():

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from paramsplit.cli import render, render_answer
-from paramsplit.cli.options import JsonFlag
+from paramsplit.cli.options import JsonFlag, open_store
 from paramsplit.cli.study_commands import DbOption
 from paramsplit.errors import UsageError
 
@@ -35,11 +35,10 @@ SignificanceFlag = Annotated[
 
 def _load(db: str, study: str | None, alpha: float, require_significance: bool) -> Analysis:
     from paramsplit.analysis import analyse_store
-    from paramsplit.store import Store
 
     if not 0 < alpha < 1:
         raise UsageError(f"--alpha must be in (0, 1), got {alpha}")
-    with Store.open(db) as store:
+    with open_store(db, create=False) as store:
         return analyse_store(store, study, alpha=alpha, require_significance=require_significance)
 
 

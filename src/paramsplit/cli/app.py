@@ -87,8 +87,10 @@ def plan(
 ) -> None:
     """The design space: a single network and its deq/weq ensembles, with exact sizes."""
     from paramsplit.planner import plan as plan_designs
-    from paramsplit.specs import parse_input
+    from paramsplit.specs import check_depth, parse_input
 
+    if depth is not None:
+        check_depth(depth)
     rows = plan_designs(
         family,
         budget,
