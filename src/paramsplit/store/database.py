@@ -32,6 +32,8 @@ _SCHEMA_LOCK_ID = 0x5041524D  # PostgreSQL advisory lock serialising schema crea
 
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
+# What SQLite says of a damaged file (SQLITE_CORRUPT, SQLITE_NOTADB).
+_DAMAGE_SIGNS = ("malformed", "not a database", "corrupt")
 
 
 def connect(url_or_path: str | os.PathLike[str], *, create: bool = True) -> tuple[Engine, str]:
@@ -45,7 +47,7 @@ def connect(url_or_path: str | os.PathLike[str], *, create: bool = True) -> tupl
     shown = describe(url)
     path = sqlite_path(url)
     read_only = path is not None and path.exists() and not _writable(path)
-    engine = _create_read_only(path, shown) if read_only and path else make_engine(url)
+    engine = _create_read_only(path) if read_only and path else make_engine(url)
     try:
         if path is not None and path.exists():  # a new file has nothing to check
             check_integrity(engine, path, shown)
@@ -134,17 +136,27 @@ def make_engine(url: URL) -> Engine:
     return engine
 
 
-def _create_read_only(path: Path, shown: str) -> Engine:
-    """An engine that only reads `path` (SQLite's `mode=ro`): nothing is written, not even
-    the WAL index, so a file in a read-only folder can be read as well."""
-    uri = f"{path.resolve().as_uri()}?mode=ro"
-    engine = create_engine(
-        "sqlite://",
-        creator=lambda: sqlite3.connect(uri, uri=True, check_same_thread=False),
-    )
+def _create_read_only(path: Path) -> Engine:
+    """An engine that only reads `path` (SQLite's `mode=ro`)."""
+    engine = create_engine("sqlite://", creator=lambda: _connect_read_only(path))
     event.listen(engine, "connect", _configure_sqlite_reader)
     event.listen(engine, "begin", _begin_sqlite)
     return engine
+
+
+def _connect_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection. A WAL database needs its index file (`-shm`) even to be read,
+    and in a read-only folder no one can create it; there the file is opened `immutable`,
+    without the index (https://sqlite.org/wal.html#readonly). Whoever could still write
+    it could also have made the index, so nobody is writing it meanwhile."""
+    uri = path.resolve().as_uri()
+    connection = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False)
+    try:
+        connection.execute("PRAGMA schema_version").fetchone()
+        return connection
+    except sqlite3.OperationalError:
+        connection.close()
+    return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, check_same_thread=False)
 
 
 def _forget_connections(reference: weakref.ref[Engine]) -> None:
@@ -231,17 +243,18 @@ def check_integrity(engine: Engine, path: Path, shown: str) -> None:
         with engine.connect() as connection:
             problems = [row[0] for row in connection.exec_driver_sql("PRAGMA quick_check")]
     except DatabaseError as error:
-        raise damaged(shown, _reason(error)) from None
+        reason = _reason(error)
+        if any(sign in reason for sign in _DAMAGE_SIGNS):
+            raise damaged(shown, reason) from None
+        raise StoreError(f"cannot open database '{shown}': {reason}") from None
     if problems != ["ok"]:
+        first = problems[0].removeprefix("*** in database main ***").strip()
         more = f", and {len(problems) - 1} more problems" if len(problems) > 1 else ""
-        raise damaged(shown, f"{problems[0]}{more}")
+        raise damaged(shown, f"{first}{more}")
 
 
 def _reason(error: BaseException) -> str:
     return str(getattr(error, "orig", None) or error).splitlines()[0]
-
-
-_DAMAGE_SIGNS = ("malformed", "not a database", "corrupt")
 
 
 @contextmanager
