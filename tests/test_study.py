@@ -328,6 +328,45 @@ def test_a_bad_study_file_is_refused_with_file_field_and_line(tmp_path, replace,
         load_study_file(path)
 
 
+def test_a_study_file_takes_every_training_setting_in_its_toml_type(tmp_path):
+    path = tmp_path / "study.toml"
+    settings = """
+lr = 1                    # a whole number is a number
+momentum = 0.8
+nesterov = false
+weight_decay = 0.0005
+schedule = "multistep"
+milestones = [0.25, 0.5]
+gamma = 0.2
+warmup_epochs = 0
+label_smoothing = 0.1
+precision = "bf16"
+channels_last = true
+compile = false
+test_every_epoch = true
+"""
+    path.write_text(STUDY_TOML.replace("milestones = [0.5, 0.75]\n", "") + settings)
+    config = load_study_file(path).config
+    assert (config.batch_size, config.lr, config.nesterov) == (64, 1, False)
+    assert config.milestones == (0.25, 0.5) and config.precision == "bf16"
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("warmup_epochs = 0.5", r"line 14: field 'train.warmup_epochs': warmup_epochs must be a "),
+        ("compile = 1", r"field 'train.compile': compile must be true or false, got 1$"),
+        ("gamma = nan", r"field 'train.gamma': gamma must be a finite number, got nan$"),
+        ("schedule = 3", r"field 'train.schedule': schedule must be text, got 3$"),
+    ],
+)
+def test_a_training_setting_of_the_wrong_type_is_refused_at_its_line(tmp_path, setting, message):
+    path = tmp_path / "study.toml"
+    path.write_text(STUDY_TOML + setting + "\n")
+    with pytest.raises(ps.StudyFileError, match=message):
+        load_study_file(path)
+
+
 def test_two_processes_share_a_study_and_do_each_run_once(tmp_path):
     db = str(tmp_path / "shared.db")
     script = tmp_path / "child.py"
