@@ -201,6 +201,11 @@ STUDY_FLAGS = {
         "--singles", "resnet-21", "--db", "{db}",
         code=1, message=r"--singles: depth 21 is not valid for resnet",
     ),
+    "single-beyond-every-budget": run_case(
+        "--singles", "resnet-20-100000", "--members", "2", "--db", "{db}",
+        code=1, message=r"--singles: resnet-20-100000 has 10,540,016,500,010 parameters \(3×32×32 "
+        r"input\), above the largest supported budget, 1000G$",
+    ),
     "unknown-executor": run_case(
         "--executor", "moon", *SMALL, "--db", "{db}",
         code=2, message=r"--executor must be local or ray, got 'moon'$",
@@ -362,6 +367,14 @@ RESOURCES = {
         ("plan", "--family", "resnet", "--budget", "1M", "--match", "tol:abc"), 1,
         r"unknown matching rule 'tol:abc'",
     ),
+    "plan-huge-input": Case(
+        ("plan", "--family", "resnet", "--budget", "1M", "--input", "3x100000x100000"), 1,
+        r"input must be at most 1024×1024 pixels \(32 times CIFAR's side\), got 100000×100000$",
+    ),
+    "plan-a-hundred-million-classes": Case(
+        ("plan", "--family", "resnet", "--budget", "1M", "--classes", "100000000"), 1,
+        r"classes <= 100,000 \(ImageNet-21k has 21,841\), got 3 and 100000000$",
+    ),
     "describe-huge-depth": Case(
         ("describe", "resnet-60002"), 1,
         r"^error: depth 60002 is above the largest supported, 1202 \(the deepest published",
@@ -378,6 +391,10 @@ RESOURCES = {
         ("train", "--family", "resnet", "--budget", "5k", "--device", "cuda"), 1,
         r"device 'cuda' asked for, but this machine has 0 CUDA GPUs$",
         needs=[pytest.mark.skipif(not NO_CUDA, reason="this machine has a GPU")],
+    ),
+    "train-fp16-on-cpu": Case(
+        ("train", "--family", "resnet", "--budget", "5k", "--device", "cpu", "--precision",
+         "fp16"), 1, r"^error: precision fp16 needs a CUDA device, and this runs on cpu; use",
     ),
     "train-gpu-that-is-not-there": Case(
         ("train", "--family", "resnet", "--budget", "5k", "--device", "cuda:63"), 1,
@@ -434,6 +451,9 @@ DATABASES_CASES = {
     "status-missing-database-url": Case(("status", "--db", "sqlite:///{dir}/typo.db"), 1, MISSING),
     "status-missing-folder": Case(
         ("status", "--db", "{dir}/nowhere/typo.db"), 1, r"no database at '.*nowhere/typo\.db'"
+    ),
+    "status-a-folder": Case(
+        ("status", "--db", "{dir}"), 1, r"cannot open database '.*': it is a folder; give a file"
     ),
     "status-not-sqlite": Case(
         ("status", "--db", "{db}"), 1,

@@ -15,6 +15,11 @@ from paramsplit.errors import BudgetError, ConfigError, InputShapeError, SpecErr
 from paramsplit.families import FamilyInfo, get_family
 
 MIN_SPATIAL = 8  # the smallest input side every family is tested on (8×8 digits)
+# The largest input the CIFAR-style families here are asked about: 32 times CIFAR's side.
+# Accounting runs one sample through each network, and a dataset lives on the device.
+MAX_SPATIAL = 1024
+MAX_CHANNELS = 1024
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
 # Bounds on what a user can ask for, so that a typo fails at once instead of planning for
 # minutes. 1 T parameters are 4 TB of fp32 weights, more than any one machine holds.
 MAX_BUDGET_PARAMS = 10**12
@@ -113,8 +118,18 @@ class InputSpec:
                 f"input must be at least {MIN_SPATIAL}×{MIN_SPATIAL} pixels, "
                 f"got {self.height}×{self.width}"
             )
+        if max(self.height, self.width) > MAX_SPATIAL:
+            raise InputShapeError(
+                f"input must be at most {MAX_SPATIAL}×{MAX_SPATIAL} pixels (32 times CIFAR's "
+                f"side), got {self.height}×{self.width}"
+            )
         if self.num_classes < 2:
             raise InputShapeError(f"number of classes must be >= 2, got {self.num_classes}")
+        if self.channels > MAX_CHANNELS or self.num_classes > MAX_CLASSES:
+            raise InputShapeError(
+                f"input channels must be <= {MAX_CHANNELS} and classes <= {MAX_CLASSES:,} "
+                f"(ImageNet-21k has 21,841), got {self.channels} and {self.num_classes}"
+            )
 
     @property
     def shape(self) -> tuple[int, int, int]:

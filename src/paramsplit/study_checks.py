@@ -18,10 +18,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from paramsplit.errors import ConfigError, ParamSplitError, StudyError, UsageError
+from paramsplit.accounting import count_params
+from paramsplit.errors import BudgetError, ConfigError, ParamSplitError, StudyError, UsageError
 from paramsplit.families import get_family
 from paramsplit.planner import MatchRule
-from paramsplit.specs import DESIGN_CLASSES, TrainConfig, check_depth, parse_arch, parse_budget
+from paramsplit.specs import (
+    DESIGN_CLASSES,
+    MAX_BUDGET_PARAMS,
+    InputSpec,
+    TrainConfig,
+    check_depth,
+    format_budget,
+    parse_arch,
+    parse_budget,
+)
 from paramsplit.train import check_executor_name
 
 if TYPE_CHECKING:
@@ -88,7 +98,7 @@ def check_definition(study: StudyDefinition) -> None:
     if not (study.families and study.budgets) and not study.singles:
         raise UsageError("a study needs families and budgets, or single networks (singles)")
     for name in study.singles:
-        in_field("singles", parse_arch, name)
+        _check_single(name)
     for field, values in (("datasets", study.datasets), ("seeds", study.seeds)):
         if not values:
             raise UsageError(f"a study needs at least one of {field}").in_field(field)
@@ -114,6 +124,17 @@ def _check_name(name: Any) -> None:
             f"a study name is at most {MAX_NAME_CHARS} printable characters (no newlines or "
             f"control characters), got {name[:60]!r}"
         ).in_field("name")
+
+
+def _check_single(name: str) -> None:
+    """A single network by name: valid, and not larger than any budget could be."""
+    arch = in_field("singles", parse_arch, name)
+    params = count_params(arch, InputSpec())
+    if params > MAX_BUDGET_PARAMS:
+        raise BudgetError(
+            f"{arch.name} has {params:,} parameters (3×32×32 input), above the largest "
+            f"supported budget, {format_budget(MAX_BUDGET_PARAMS)}"
+        ).in_field("singles")
 
 
 def _check_depth(depth: Any, families: Sequence[str]) -> None:
@@ -198,12 +219,18 @@ def _require(field: str, ok: bool, expected: str, got: Any) -> None:
 
 def check_runnable(executor: str, device: torch.device | str, config: TrainConfig) -> None:
     """What this machine must do for the study: the member executor exists, and the
-    precision runs on the device (fp16 training needs CUDA's gradient scaling)."""
+    precision runs on the device."""
     in_field("executor", check_executor_name, executor, allow_auto=True)
-    if config.precision == "fp16" and torch.device(device).type != "cuda":
+    in_field("train.precision", check_precision, config.precision, device)
+
+
+def check_precision(precision: str, device: torch.device | str) -> None:
+    """fp16 training needs CUDA (its gradient scaling); the executors refuse it too, but
+    only once a run has started."""
+    if precision == "fp16" and torch.device(device).type != "cuda":
         raise ConfigError(
-            f"precision fp16 needs a CUDA device, and this study runs on {device}; use bf16 or fp32"
-        ).in_field("train.precision")
+            f"precision fp16 needs a CUDA device, and this runs on {device}; use bf16 or fp32"
+        )
 
 
 def no_runs(study: StudyDefinition, infeasible: Sequence[Infeasible]) -> StudyError:

@@ -65,7 +65,7 @@ def train(
     from paramsplit.data import load_dataset
     from paramsplit.planner import plan_budget
     from paramsplit.specs import TrainConfig, check_depth, parse_budget
-    from paramsplit.study_checks import MAX_SEED
+    from paramsplit.study_checks import MAX_SEED, check_precision
     from paramsplit.train import check_executor_name, resolve_device, train_design
 
     if design not in DESIGN_CLASSES:
@@ -92,6 +92,7 @@ def train(
         test_every_epoch=test_every_epoch,
     )
     target = resolve_device(device)
+    check_precision(precision, target)  # before the progress bar: an error is one line
     data = load_dataset(dataset, root=data_root, device=target, download=download)
     rows = plan_budget(
         family,

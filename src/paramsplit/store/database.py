@@ -69,6 +69,11 @@ def parse_url(url_or_path: str | os.PathLike[str], *, create: bool = True) -> UR
         path = Path(text_form).expanduser()
         if not create and not path.exists():
             raise _missing(text_form)
+        if path.is_dir():
+            raise StoreError(
+                f"cannot open database '{text_form}': it is a folder; give a file, such as "
+                f"'{path / DEFAULT_PATH}'"
+            )
         if not path.parent.is_dir():
             raise StoreError(
                 f"cannot create database '{text_form}': folder '{path.parent}' does not exist"
