@@ -91,6 +91,7 @@ def check_definition(study: StudyDefinition) -> None:
     for field, values in (("budgets", study.budgets), ("members", study.members),
                           ("seeds", study.seeds)):  # fmt: skip
         _require(field, _is_sequence(values, int), "a list of whole numbers", values)
+    _check_size(study)  # before the checks that take time per item
     for budget in study.budgets:
         in_field("budgets", parse_budget, budget)
     bad_members = [k for k in study.members if k < 1]
@@ -104,7 +105,7 @@ def check_definition(study: StudyDefinition) -> None:
             raise UsageError(f"a study needs at least one of {field}").in_field(field)
     bad_seeds = [s for s in study.seeds if not 0 <= s <= MAX_SEED]
     _require("seeds", not bad_seeds, f"seeds in [0, {MAX_SEED}]", bad_seeds[:1])
-    _require("seeds", len(study.seeds) <= MAX_SEEDS, f"at most {MAX_SEEDS} seeds", study.seeds)
+    _require("seeds", len(study.seeds) <= MAX_SEEDS, f"at most {MAX_SEEDS} seeds", len(study.seeds))
     _check_depth(study.depth, study.families)
     _require("match", isinstance(study.match, str), "a matching rule", study.match)
     in_field("match", MatchRule.parse, study.match)
@@ -114,7 +115,6 @@ def check_definition(study: StudyDefinition) -> None:
         raise UsageError(
             f"measure must be one of {', '.join(MEASURE_CHOICES)}, got '{study.measure}'"
         ).in_field("measure")
-    _check_size(study)
 
 
 def _check_name(name: Any) -> None:

@@ -15,6 +15,7 @@ from paramsplit.cli.study_progress import render_infeasible, study_progress
 from paramsplit.errors import ParamSplitError, StudyFileError, UsageError
 
 if TYPE_CHECKING:  # type names only: `status` must not import torch
+    from paramsplit.specs import TrainConfig
     from paramsplit.study import StudyDefinition
 
 DbOption = Annotated[str, typer.Option("--db", help="SQLite path or SQLAlchemy URL.")]
@@ -167,7 +168,7 @@ FLAG_OF_FIELD = {
 }  # fmt: skip
 
 
-def _train_config(epochs: int, batch_size: int, lr: float, label_smoothing: float) -> Any:
+def _train_config(epochs: int, batch_size: int, lr: float, label_smoothing: float) -> TrainConfig:
     from paramsplit.specs import TrainConfig
 
     return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing)
@@ -175,7 +176,8 @@ def _train_config(epochs: int, batch_size: int, lr: float, label_smoothing: floa
 
 def _study_from_flags(
     *, family: str, budgets: str, singles: str | None, members: str, designs: str,
-    dataset: str, seeds: int, depth: int | None, match: str, name: str | None, config: Any,
+    dataset: str, seeds: int, depth: int | None, match: str, name: str | None,
+    config: TrainConfig,
 ) -> StudyDefinition:  # fmt: skip
     """The study the design flags describe; named from a hash of itself unless `name`."""
     from paramsplit.specs import parse_arch, parse_budget, parse_members
