@@ -24,8 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from paramsplit.data import DatasetTensors, load_dataset
-from paramsplit.measure import peak_memory_bytes
-from paramsplit.measure_memory import MemoryRequest
+from paramsplit.measure import MemoryRequest, peak_memory_bytes
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store
 from paramsplit.study import StudyDefinition, expand_study, run_study, train_run

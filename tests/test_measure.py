@@ -26,7 +26,7 @@ from paramsplit.measure import (
     peak_memory_bytes,
     weights_bytes,
 )
-from paramsplit.measure_memory import MemoryRequest, main
+from paramsplit.measure.process_memory import MemoryRequest, main
 from paramsplit.specs import TrainConfig
 from paramsplit.train import EXECUTORS, make_executor
 

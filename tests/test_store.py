@@ -1,7 +1,8 @@
 """The results database: identity, idempotent adds, claims under concurrency, schema checks.
 
-Every test runs on a SQLite file; set PARAMSPLIT_TEST_POSTGRES_URL to a scratch PostgreSQL
-database (its `public` schema is wiped before each test) to run them there as well.
+Every test that opens a database runs twice: on a SQLite file and on a real PostgreSQL server
+(a throwaway cluster started for the session, or the scratch database named by
+PARAMSPLIT_TEST_POSTGRES_URL; its `public` schema is wiped before each test).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import sqlalchemy
@@ -22,8 +22,6 @@ import sqlalchemy
 from paramsplit.analysis.records import records_from_store
 from paramsplit.store import SCHEMA_VERSION, Store, StoreError, default_worker, run_id_for
 
-POSTGRES_URL = os.environ.get("PARAMSPLIT_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 CONFIG = {"epochs": 30, "batch_size": 64, "lr": 0.1, "milestones": [0.5, 0.75]}
 
 
@@ -44,16 +42,10 @@ def spec(seed: int = 0, width: int = 4, budget: int = 25_000, **changes: object)
     }
 
 
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "results.db")
-    assert POSTGRES_URL is not None
-    engine = sqlalchemy.create_engine(POSTGRES_URL)
-    with engine.begin() as connection:
-        connection.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    engine.dispose()
-    return POSTGRES_URL
+@pytest.fixture
+def url(database: str) -> str:
+    """An empty database on each backend (conftest's `database`)."""
+    return database
 
 
 @pytest.fixture
@@ -480,7 +472,7 @@ def test_connect_url_opens_the_same_database_and_only_it_shows_the_password(stor
     with Store.open(store.connect_url) as again:
         assert [study["name"] for study in again.studies()] == ["s"]
     password = sqlalchemy.engine.make_url(store.connect_url).password
-    if password:  # a server's URL with one (PARAMSPLIT_TEST_POSTGRES_URL)
+    if password:  # the test server's URL has one
         assert password in store.connect_url
         assert password not in store.url and password not in repr(store)
 

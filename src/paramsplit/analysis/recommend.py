@@ -1,21 +1,40 @@
 """The answer for one user's budget and constraints, from measured runs.
 
+Latency comes from `paramsplit measure` (side by side, at the batch size asked) where it
+exists; otherwise from the post-training figure or an estimate, and the answer says which
+(`paramsplit.analysis.latency`).
+
 Candidates are the designs measured at the requested budget. Where that budget was not
 measured, they come from the nearest measured budget within it (or, failing that, the
 nearest above it, which the answer flags as over budget); the recommendation says so. A
 candidate passes when every constraint is met by its median over seeds; a constraint on a
 quantity a design did not measure excludes it, with that reason. Among the passing
 candidates the objective picks: highest accuracy, or shortest training or latency.
+
+Every candidate carries its parameter ratio to the single network of its budget, flagged
+when outside the match tolerance; the choice is set against the runner-up with the exact
+permutation test of `stats` and the ratio of their parameter counts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from paramsplit.analysis.compare import DEFAULT_ALPHA
 from paramsplit.analysis.designs import DesignSummary
-from paramsplit.analysis.stats import TIE_TOLERANCE, p_value_greater
+from paramsplit.analysis.latency import (
+    POST_TRAINING,
+    MeasuredLatency,
+    fallback_note,
+    latency_at,
+    load_notes,
+)
+from paramsplit.analysis.matching import DEFAULT_MATCH_TOLERANCE, is_matched
+from paramsplit.analysis.records import RunRecord
+from paramsplit.analysis.stats import TIE_TOLERANCE, SeedTest, seed_test
 from paramsplit.errors import UsageError
 from paramsplit.specs import format_budget
 
@@ -58,6 +77,9 @@ class Candidate:
     summary: DesignSummary
     latency_ms: float | None
     violations: tuple[str, ...]
+    latency_source: str | None = None  # one of `analysis.latency.LATENCY_SOURCES`
+    params_ratio: float | None = None  # total / the single network's at the budget
+    matched: bool | None = None  # None: a single network, or no single network measured
 
     @property
     def passes(self) -> bool:
@@ -69,16 +91,23 @@ class Candidate:
             "label": self.summary.label,
             "budget_params": self.summary.budget_params,
             "accuracy": self.summary.accuracy.to_dict(),
+            "total_params": self.summary.total_params,
+            "params_ratio_to_single": self.params_ratio,
+            "matched": self.matched,
             "latency_ms": self.latency_ms,
+            "latency_source": self.latency_source,
             "passes": self.passes,
             "violations": list(self.violations),
             "run_ids": list(self.summary.run_ids),
         }
 
 
-def check(summary: DesignSummary, constraints: Constraints) -> Candidate:
-    """The candidate with every constraint it breaks, in words with units."""
-    latency = latency_ms_at(summary, constraints.batch_size)
+def check(
+    summary: DesignSummary, constraints: Constraints, measured: Sequence[MeasuredLatency] = ()
+) -> Candidate:
+    """The candidate with every constraint it breaks, in words with units. Its latency is
+    the side-by-side figure in `measured` where there is one (see `latency_at`)."""
+    latency, latency_source = latency_at(summary, constraints.batch_size, measured)
     violations = []
     limits = (
         ("latency", latency, constraints.max_latency_ms, "ms"),
@@ -105,7 +134,7 @@ def check(summary: DesignSummary, constraints: Constraints) -> Candidate:
     floor = constraints.min_accuracy
     if floor is not None and summary.accuracy.mean < floor:
         violations.append(f"accuracy {summary.accuracy.mean:.2%} < {floor:.2%}")
-    return Candidate(summary, latency, tuple(violations))
+    return Candidate(summary, latency, tuple(violations), latency_source)
 
 
 def _objective_key(candidate: Candidate, objective: str) -> tuple[float, ...]:
@@ -132,13 +161,24 @@ class Recommendation:
     choice: DesignSummary | None
     runner_up: DesignSummary | None
     accuracy_margin: float | None  # choice − runner-up, a fraction
-    p_value: float | None  # one-sided: choice more accurate than runner-up
+    test: SeedTest | None  # one-sided: choice more accurate than runner-up
     candidates: tuple[Candidate, ...]
     notes: tuple[str, ...] = field(default=())
 
     @property
     def exact_budget(self) -> bool:
         return self.measured_budget == self.requested_budget
+
+    @property
+    def p_value(self) -> float | None:
+        return self.test.p_value if self.test else None
+
+    @property
+    def params_ratio(self) -> float | None:
+        """The choice's parameters / the runner-up's."""
+        if self.choice is None or self.runner_up is None:
+            return None
+        return self.choice.total_params / self.runner_up.total_params
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -151,6 +191,8 @@ class Recommendation:
             "runner_up": self.runner_up.to_dict() if self.runner_up else None,
             "accuracy_margin": self.accuracy_margin,
             "p_value": self.p_value,
+            "test": self.test.to_dict() if self.test else None,
+            "params_ratio_to_runner_up": self.params_ratio,
             "candidates": [c.to_dict() for c in self.candidates],
             "notes": list(self.notes),
         }
@@ -178,15 +220,53 @@ def _budget_to_use(budgets: Sequence[int], requested: int) -> tuple[int, list[st
     ]
 
 
+def _cost_notes(
+    candidates: Sequence[Candidate],
+    constraints: Constraints,
+    objective: str,
+    records: Sequence[RunRecord],
+) -> list[str]:
+    """Where the latencies or training times that decide were not taken side by side or
+    under one load; nothing about a cost that decides nothing."""
+    notes = []
+    uses_latency = constraints.max_latency_ms is not None or objective == "latency"
+    if uses_latency:
+        sources = {c.summary.design: c.latency_source for c in candidates}
+        note = fallback_note(sources, constraints.batch_size)
+        notes += [note] if note is not None else []
+        post_training = {
+            run_id
+            for c in candidates
+            if c.latency_source == POST_TRAINING
+            for run_id in c.summary.run_ids
+        }
+        notes += load_notes([r for r in records if r.run_id in post_training], train_time=False)
+    if constraints.max_train_time_s is not None or objective == "train-time":
+        run_ids = {run_id for c in candidates for run_id in c.summary.run_ids}
+        notes += load_notes([r for r in records if r.run_id in run_ids], latency=False)
+    return notes
+
+
 def recommend(
     summaries: Sequence[DesignSummary],
     budget: int,
     constraints: Constraints | None = None,
     objective: str = "accuracy",
+    measured_latencies: Sequence[MeasuredLatency] = (),
+    records: Sequence[RunRecord] = (),
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    match_tolerance: tuple[float, float] = DEFAULT_MATCH_TOLERANCE,
 ) -> Recommendation:
     """The best measured design for `budget` under `constraints`, and how sure it is.
 
-    `summaries` should be of one family and dataset (see `Analysis.select`).
+    `summaries` should be of one family and dataset (see `Analysis.select`); `alpha` sets
+    the interval of the margin over the runner-up, `match_tolerance` which ensembles are
+    flagged as unmatched to their single network. Latency comes from `measured_latencies`
+    (`paramsplit measure`, side by side) where they have the design at the constraint's
+    batch size; a note names the designs that fall back. With the candidates' run
+    `records`, notes also say where the training times or latencies compared were taken
+    under different loads.
     """
     if objective not in RECOMMEND_OBJECTIVES:
         raise UsageError(
@@ -204,15 +284,17 @@ def recommend(
             ("no finished runs to answer from: run a study first (paramsplit run)",),
         )  # fmt: skip
     used, notes = _budget_to_use(budgets, budget)
+    at_budget = [s for s in summaries if s.budget_params == used]
+    single = next((s for s in at_budget if s.design_class == "single"), None)
     candidates = sorted(
-        (check(s, constraints) for s in summaries if s.budget_params == used),
+        (
+            _with_ratio(check(s, constraints, measured_latencies), single, match_tolerance)
+            for s in at_budget
+        ),
         key=lambda c: _objective_key(c, objective),
     )
     passing = [c for c in candidates if c.passes]
-    if constraints.batch_size > 1 and constraints.max_latency_ms is not None:
-        notes.append(
-            f"latency at batch {constraints.batch_size} is estimated from measured throughput"
-        )
+    notes += _cost_notes(candidates, constraints, objective, records)
     if not passing:
         notes.append("no measured design meets every constraint; see why for each below")
         return Recommendation(
@@ -220,12 +302,29 @@ def recommend(
             tuple(notes),
         )  # fmt: skip
     choice = passing[0].summary
+    if passing[0].matched is False:
+        notes.append(
+            f"{choice.design} has {passing[0].params_ratio:.2f}× the parameters of the single "
+            "network at this budget: unmatched, so it is not an equal-size comparison"
+        )
     runner_up = passing[1].summary if len(passing) > 1 else None
-    margin = p_value = None
+    margin = test = None
     if runner_up is not None:
         margin = choice.accuracy.mean - runner_up.accuracy.mean
-        p_value = p_value_greater(choice.accuracy, runner_up.accuracy)
+        test = seed_test(choice.accuracy.values, runner_up.accuracy.values, alpha)
     return Recommendation(
-        budget, used, objective, constraints, choice, runner_up, margin, p_value,
+        budget, used, objective, constraints, choice, runner_up, margin, test,
         tuple(candidates), tuple(notes),
     )  # fmt: skip
+
+
+def _with_ratio(
+    candidate: Candidate, single: DesignSummary | None, tolerance: tuple[float, float]
+) -> Candidate:
+    """The candidate with its parameter ratio to the single network (ensembles only)."""
+    s = candidate.summary
+    if single is None:
+        return candidate
+    ratio = s.total_params / single.total_params
+    matched = None if s is single else is_matched(ratio, tolerance)
+    return dataclasses.replace(candidate, params_ratio=ratio, matched=matched)

@@ -17,29 +17,82 @@ from paramsplit.errors import UsageError
 
 if TYPE_CHECKING:
     from paramsplit.analysis import Analysis, DesignSummary
+    from paramsplit.analysis.latency import MeasuredLatency
 
 StudyOption = Annotated[
     str | None, typer.Option("--study", help="Study name (default: the latest).")
 ]
 AlphaOption = Annotated[
-    float, typer.Option(help="Significance level of the one-sided Welch t-test across seeds.")
+    float,
+    typer.Option(
+        help="Significance level of the exact one-sided permutation test across seeds; the "
+        "gain's interval covers 1 − 2·alpha."
+    ),
 ]
 SignificanceFlag = Annotated[
     bool,
     typer.Option(
         "--require-significance",
-        help="Count an ensemble as winning only where p < alpha (else: by mean over seeds).",
+        help="Count an ensemble as winning only where p ≤ alpha (else: by mean over seeds).",
+    ),
+]
+AccuracyOption = Annotated[
+    str,
+    typer.Option(
+        "--accuracy",
+        help="Headline test accuracy: prob (members' probabilities averaged), logit (logits "
+        "averaged) or vote (majority vote).",
+    ),
+]
+MatchToleranceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--match-tolerance",
+        help="Parameter ratios ensemble / single that count as matched, LOW,HIGH "
+        "(default 0.9,1.0); others are flagged as unmatched.",
+    ),
+]
+MatchedOnlyFlag = Annotated[
+    bool,
+    typer.Option(
+        "--matched-only",
+        help="Leave unmatched comparisons out of the EST (they show as gaps).",
     ),
 ]
 
 
-def _load(db: str, study: str | None, alpha: float, require_significance: bool) -> Analysis:
-    from paramsplit.analysis import analyse_store
+def _load(
+    db: str,
+    study: str | None,
+    alpha: float,
+    *,
+    require_significance: bool = False,
+    accuracy: str = "prob",
+    match_tolerance: str | None = None,
+    matched_only: bool = False,
+) -> Analysis:
+    from paramsplit.analysis import DEFAULT_MATCH_TOLERANCE, analyse_store, parse_match_tolerance
+    from paramsplit.analysis.records import check_accuracy
 
     if not 0 < alpha < 1:
         raise UsageError(f"--alpha must be in (0, 1), got {alpha}")
+    check_accuracy(accuracy)
+    tolerance = (
+        parse_match_tolerance(match_tolerance) if match_tolerance else DEFAULT_MATCH_TOLERANCE
+    )
     with open_store(db, create=False) as store:
-        return analyse_store(store, study, alpha=alpha, require_significance=require_significance)
+        return analyse_store(
+            store, study, alpha=alpha, require_significance=require_significance,
+            accuracy=accuracy, match_tolerance=tolerance, matched_only=matched_only,
+        )  # fmt: skip
+
+
+def _measured_latencies(db: str, study: str) -> list[MeasuredLatency]:
+    """The study's latencies measured side by side (`paramsplit measure`), if any."""
+    from paramsplit.analysis.latency import measured_latencies_from_store
+
+    with open_store(db, create=False) as store:
+        return measured_latencies_from_store(store, study)
 
 
 def _one_group(analysis: Analysis, family: str | None, dataset: str | None) -> list[DesignSummary]:
@@ -67,16 +120,25 @@ def report(
     ] = None,
     alpha: AlphaOption = 0.05,
     require_significance: SignificanceFlag = False,
+    accuracy: AccuracyOption = "prob",
+    match_tolerance: MatchToleranceOption = None,
+    matched_only: MatchedOnlyFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """The study's answer: ESTs, designs, the win table, Pareto front; an HTML report."""
     from paramsplit.analysis import recommend as recommend_design
     from paramsplit.specs import parse_budget
 
-    analysis = _load(db, study, alpha, require_significance)
+    analysis = _load(
+        db, study, alpha, require_significance=require_significance, accuracy=accuracy,
+        match_tolerance=match_tolerance, matched_only=matched_only,
+    )  # fmt: skip
     answer = None
     if budget is not None:
-        answer = recommend_design(_one_group(analysis, None, None), parse_budget(budget))
+        answer = recommend_design(
+            _one_group(analysis, None, None), parse_budget(budget), alpha=analysis.alpha,
+            match_tolerance=analysis.match_tolerance,
+        )  # fmt: skip
     written = None
     if html is not None or not as_json:
         from paramsplit.report import write_report
@@ -90,7 +152,7 @@ def report(
         return
     render_answer.render_analysis(analysis)
     if answer is not None:
-        render_answer.render_recommendation(answer)
+        render_answer.render_recommendation(answer, analysis.accuracy)
     if written is not None:
         render_answer.render_report_files(written)
 
@@ -118,6 +180,8 @@ def recommend(
     study: StudyOption = None,
     db: DbOption = "paramsplit.db",
     alpha: AlphaOption = 0.05,
+    accuracy: AccuracyOption = "prob",
+    match_tolerance: MatchToleranceOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """The best measured design for a budget, your constraints and objective."""
@@ -136,13 +200,18 @@ def recommend(
         min_accuracy=min_accuracy / 100 if min_accuracy is not None else None,
     )
     requested = parse_budget(budget)
-    analysis = _load(db, study, alpha, False)
+    analysis = _load(db, study, alpha, accuracy=accuracy, match_tolerance=match_tolerance)
     designs = _one_group(analysis, family, dataset)
-    answer = recommend_design(designs, requested, constraints, objective)
+    answer = recommend_design(
+        designs, requested, constraints, objective, _measured_latencies(db, analysis.study),
+        analysis.records, alpha=alpha, match_tolerance=analysis.match_tolerance,
+    )  # fmt: skip
     if as_json:
-        render.print_json(answer.to_dict() | {"study": analysis.study})
+        render.print_json(
+            answer.to_dict() | {"study": analysis.study, "accuracy": analysis.accuracy}
+        )
         return
-    render_answer.render_recommendation(answer)
+    render_answer.render_recommendation(answer, analysis.accuracy)
     if not answer.exact_budget and designs:
         first = designs[0]
         render.console.print(

@@ -9,6 +9,7 @@ import typer
 from paramsplit.cli import render
 from paramsplit.cli.answer_commands import recommend, report
 from paramsplit.cli.demo_command import demo
+from paramsplit.cli.measure_command import measure
 from paramsplit.cli.options import ClassesOption, InputOption, JsonFlag, reports_errors
 from paramsplit.cli.study_commands import run, status
 from paramsplit.cli.train_command import train
@@ -34,6 +35,8 @@ def families(as_json: JsonFlag = False) -> None:
                     "name": f.name,
                     "title": f.title,
                     "width": f.width_meaning,
+                    "stage_widths": f.stage_meaning,
+                    "stage_multipliers": list(f.stage_multipliers),
                     "depth_rule": f.depth_rule,
                     "default": f"{f.name}-{f.default_depth}-{f.default_width}",
                     "published": {p.name: p.params for p in f.published},
@@ -81,13 +84,19 @@ def plan(
         int | None, typer.Option(help="Depth in budget mode (default: the family's).")
     ] = None,
     match: Annotated[str, typer.Option(help="Matching rule: le, nearest or tol:X.")] = "le",
+    match_tolerance: Annotated[
+        str,
+        typer.Option(help="Matched range of total / |S| for a warning-free row: LOW,HIGH."),
+    ] = "0.9,1.0",
     input_shape: InputOption = "3x32x32",
     classes: ClassesOption = 10,
     as_json: JsonFlag = False,
 ) -> None:
-    """The design space: a single network and its deq/weq ensembles, with exact sizes."""
+    """The design space: a single network and its deq/weq ensembles, each matched to the
+    single network's exact parameter count |S|."""
     from paramsplit.planner import plan as plan_designs
-    from paramsplit.specs import check_depth, parse_input
+    from paramsplit.planner import plan_warnings
+    from paramsplit.specs import check_depth, parse_input, parse_tolerance
 
     if depth is not None:
         check_depth(depth)
@@ -99,11 +108,12 @@ def plan(
         depth=depth,
         match=match,
         input_spec=parse_input(input_shape, classes),
+        tolerance=parse_tolerance(match_tolerance),
     )
-    if as_json:
+    if as_json:  # each row says whether it is matched, and if not, why
         render.print_json([row.to_dict() for row in rows])
     else:
-        render.render_plan(rows)
+        render.render_plan(rows, plan_warnings(rows))
 
 
 app.command()(reports_errors(train))
@@ -112,3 +122,4 @@ app.command()(reports_errors(status))
 app.command()(reports_errors(report))
 app.command()(reports_errors(recommend))
 app.command()(reports_errors(demo))
+app.command()(reports_errors(measure))

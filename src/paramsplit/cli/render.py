@@ -57,7 +57,7 @@ def render_families(families: Sequence[FamilyInfo]) -> None:
     for info in families:
         table.add_row(
             f"[bold]{info.name}[/]\n[dim]{info.title}[/]",
-            info.width_meaning,
+            f"{info.width_meaning}\n[dim]or dotted, {info.stage_meaning}[/]",
             f"{info.depth_rule}\n[dim]{info.depth_meaning}[/]",
             f"{info.name}-{info.default_depth}-{info.default_width}",
         )
@@ -87,6 +87,7 @@ def render_description(description: ArchDescription) -> None:
     rows = [
         ("family", data["family"]),
         ("depth / width", f"{data['depth']} / {data['width']}  ({data['units']} units per stage)"),
+        ("stage widths", " / ".join(map(str, data["stage_widths"]))),
         ("input", f"{data['input']}, {data['num_classes']} classes"),
         ("parameters", f"{data['total_params']:,}{published}"),
         ("weights (fp32)", format_bytes(data["weights_bytes"])),
@@ -107,16 +108,22 @@ def render_description(description: ArchDescription) -> None:
     )
 
 
-def render_plan(rows: Sequence[PlannedDesign]) -> None:
+def render_plan(rows: Sequence[PlannedDesign], warnings: Sequence[str] = ()) -> None:
+    """The plan table; `warnings` (one per unmatched row) are printed below it."""
     first = rows[0]
+    assert first.member is not None, "a plan starts with its single network"
+    budget = ""
+    if first.budget_params != first.single_params:  # budget mode
+        budget = f"budget {first.budget_params:,} params, "
     title = (
-        f"{first.family}: budget {first.budget_params:,} params, rule '{first.match_rule}', "
+        f"{first.family}: {budget}single {first.member.name} with |S| = "
+        f"{first.single_params:,} params, rule '{first.match_rule}', "
         f"input {first.input_spec.name}, {first.input_spec.num_classes} classes"
     )
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("design", no_wrap=True)
     table.add_column("class")
-    for column in ("k", "member params", "total params", "ratio", "FLOPs / image"):
+    for column in ("k", "member params", "total params", "vs budget", "vs |S|", "FLOPs / image"):
         table.add_column(column, justify="right")
     table.add_column("train memory\n(one at a time / all k)", justify="right")
     for row in rows:
@@ -125,27 +132,40 @@ def render_plan(rows: Sequence[PlannedDesign]) -> None:
         memory = format_bytes(row.train_memory_sequential_bytes)
         if row.num_members > 1:
             memory += f" / {format_bytes(row.train_memory_fused_bytes)}"
+        ratio_to_single = f"{row.ratio_to_single:.3f}"
+        if not row.matched:
+            ratio_to_single = f"[yellow]{ratio_to_single} *[/]"
         table.add_row(
-            row.design.name,
+            escape(row.design.name),
             row.design_class.value,
             str(row.num_members),
             format_count(row.member_params),
             format_count(row.total_params),
             f"{row.ratio:.3f}" if row.ratio is not None else "—",
+            ratio_to_single,
             format_flops(row.flops_per_image),
             memory,
         )
     console.print(table)
     for row in rows:
         if row.design is None:
+            better = ""
+            if row.better_rule is not None:
+                better = f"; {row.better_rule} gives {row.better_ratio:.3f} ({row.better_design})"
             console.print(
                 f"[yellow]infeasible[/] {row.design_class.value} k={row.num_members}: "
-                f"{escape(row.reason or '')}"
+                f"{escape(row.reason or '')}{escape(better)}"
             )
+    for warning in warnings:  # the rows marked * in the table
+        console.print(f"[yellow]unmatched[/] {escape(warning)}")
+    num_counted = sum(row.num_counted for row in rows)
     console.print(
-        "ratio = total / budget. FLOPs: forward, all members, 2 per multiply-accumulate "
-        "(torch FlopCounterMode). Training memory: fp32 weights, gradients, momentum and "
-        "activations at batch 128 — a rough estimate.",
+        "vs budget = total / budget; vs |S| = total / the single network's parameters, which "
+        f"every ensemble is matched to ({num_counted} candidate members counted exactly). "
+        "Dotted widths (resnet-56-8.16.31) give each stage's channels, or each dense block's "
+        "growth rate. FLOPs: forward, all members, 2 per multiply-accumulate (torch "
+        "FlopCounterMode). Training memory: fp32 weights, gradients, momentum and activations "
+        "at batch 128 — a rough estimate.",
         style="dim",
     )
 

@@ -64,5 +64,10 @@ def _links_per_budget(connection: Connection) -> None:
         connection.execute(links.insert(), kept)
 
 
+def _measurements_table(connection: Connection) -> None:
+    """2 -> 3: the `measurements` table of `paramsplit measure`; nothing else changes."""
+    schema.measurements.create(connection, checkfirst=True)
+
+
 # From version N to N + 1.
-STEPS: dict[int, Callable[[Connection], None]] = {1: _links_per_budget}
+STEPS: dict[int, Callable[[Connection], None]] = {1: _links_per_budget, 2: _measurements_table}

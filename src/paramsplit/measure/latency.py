@@ -1,4 +1,4 @@
-"""Measurement after training: inference latency and throughput, peak memory, size, FLOPs.
+"""Inference latency and throughput, timed side by side.
 
 Timing follows one recipe: warm-up calls first (allocations, kernel selection), then
 repetitions timed with `time.perf_counter` around a synchronised call, and the median
@@ -6,7 +6,8 @@ reported. Repetitions stop at a time budget per batch size (never fewer than
 `MIN_REPEATS`), so a tiny network measures in a fraction of a second and a large one does
 not run for minutes. A design is measured twice side by side: through its executor (what
 training chose) and as a plain loop over k single networks, so the reader sees what fusing
-buys at inference. Peak memory is described in `paramsplit.measure_memory`.
+buys at inference. `time_in_rounds` keeps every round's times, from which
+`paramsplit.measure.side_by_side` takes ratios within rounds (`paramsplit measure`).
 """
 
 from __future__ import annotations
@@ -14,18 +15,13 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from paramsplit.accounting import profile_arch
-from paramsplit.errors import ConfigError, InputShapeError
-from paramsplit.measure_memory import MemoryRequest
-from paramsplit.memory_processes import peak_memory_bytes
+from paramsplit.errors import ConfigError
 from paramsplit.models import build_model
-from paramsplit.specs import InputSpec
 from paramsplit.train.executors import Executor
 
 DEFAULT_BATCH_SIZES = (1, 256)
@@ -52,18 +48,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_calls_s(
+def time_in_rounds(
     predicts: Sequence[Predict],
     images: Tensor,
     device: torch.device,
+    *,
     warmup: int,
-    repeats: int,
+    min_rounds: int,
+    max_rounds: int,
     budget_s: float,
-) -> tuple[list[float], int]:
-    """Median seconds per call of each predict function, timed in alternation; and rounds.
+) -> list[list[float]]:
+    """Seconds of each predict function's call in every round: `[function][round]`.
 
     Each round calls every function once, so a host that speeds up or slows down mid-way
-    (REFERENCE: up to 1.9× within an hour) shifts all of them alike.
+    (REFERENCE: up to 1.9× within an hour) shifts all of them alike, and the ratio of two
+    functions' times in one round is measured side by side. Each round starts one function
+    further on, so no function always runs right after the same neighbour. Rounds stop once
+    `max_rounds` ran or `budget_s` per function is spent, never before `min_rounds`.
     """
     for predict in predicts:
         for _ in range(warmup):
@@ -72,15 +73,38 @@ def _median_calls_s(
     times_s: list[list[float]] = [[] for _ in predicts]
     spent_s = 0.0
     rounds = 0
-    while rounds < MIN_REPEATS or (rounds < repeats and spent_s < budget_s * len(predicts)):
-        for predict, own_times_s in zip(predicts, times_s, strict=True):
+    while rounds < min_rounds or (rounds < max_rounds and spent_s < budget_s * len(predicts)):
+        for offset in range(len(predicts)):
+            index = (rounds + offset) % len(predicts)
             _sync(device)
             began = time.perf_counter()
-            predict(images)
+            predicts[index](images)
             _sync(device)
-            own_times_s.append(time.perf_counter() - began)
-            spent_s += own_times_s[-1]
+            times_s[index].append(time.perf_counter() - began)
+            spent_s += times_s[index][-1]
         rounds += 1
+    return times_s
+
+
+def _median_calls_s(
+    predicts: Sequence[Predict],
+    images: Tensor,
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    budget_s: float,
+) -> tuple[list[float], int]:
+    """Median seconds per call of each predict function, timed in alternation; and rounds."""
+    times_s = time_in_rounds(
+        predicts,
+        images,
+        device,
+        warmup=warmup,
+        min_rounds=MIN_REPEATS,
+        max_rounds=repeats,
+        budget_s=budget_s,
+    )
+    rounds = len(times_s[0]) if times_s else 0
     return [statistics.median(own_times_s) for own_times_s in times_s], rounds
 
 
@@ -200,128 +224,3 @@ def loop_predictor(executor: Executor) -> Predict:
             return torch.cat([network(images) for network in networks], dim=1).float()
 
     return predict
-
-
-def weights_bytes(executor: Executor) -> int:
-    """Bytes of every member's parameters and buffers, in the dtype they are stored in."""
-    return sum(tensor.nbytes for state in executor.member_states() for tensor in state.values())
-
-
-def _same_device(a: torch.device, b: torch.device) -> bool:
-    # "cuda" and "cuda:0" name the same device while the current device is 0.
-    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
-
-
-def memory_method(device: torch.device | str) -> str:
-    return (
-        "cuda_max_memory_allocated"
-        if torch.device(device).type == "cuda"
-        else "subprocess_peak_rss"
-    )
-
-
-@dataclass(frozen=True)
-class MeasureResult:
-    """Everything measured about one trained design on one device.
-
-    Memory figures are peaks above the set-up executor (weights excluded: see
-    `weights_bytes`); None when memory was not measured. FLOPs count one forward pass of
-    every member, 2 per multiply-accumulate (`paramsplit.accounting.profile_arch` × k).
-    """
-
-    member: str
-    num_members: int
-    executor: str
-    device: str
-    input: str
-    precision: str
-    latency_ms_batch1: float
-    throughput_images_per_s: float
-    throughput_batch_size: int
-    loop_latency_ms_batch1: float
-    loop_throughput_images_per_s: float
-    timing_repeats: int
-    weights_bytes: int
-    flops_per_image: int
-    peak_train_memory_bytes: int | None
-    peak_inference_memory_bytes: int | None
-    train_batch_size: int
-    inference_batch_size: int
-    memory_method: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def measure_design(
-    executor: Executor,
-    input_spec: InputSpec,
-    device: torch.device | str,
-    *,
-    memory: bool = True,
-    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
-    budget_s: float = DEFAULT_BUDGET_S,
-) -> MeasureResult:
-    """Measure a trained design: its executor against a plain loop, then memory and size.
-
-    Leaves the executor in eval mode. Memory is measured on a freshly built executor of
-    the same kind (never by stepping the trained one): training at the executor's batch
-    size, inference at the largest of `batch_sizes`.
-    """
-    device = torch.device(device)
-    if not _same_device(device, executor.device):
-        raise ConfigError(f"the executor lives on {executor.device}, asked to measure on {device}")
-    expected = executor.input_spec
-    if (input_spec.channels, input_spec.num_classes) != (expected.channels, expected.num_classes):
-        raise InputShapeError(
-            f"input {input_spec.name} with {input_spec.num_classes} classes does not fit "
-            f"{executor.arch.name}, built for {expected.channels} channel(s) and "
-            f"{expected.num_classes} classes"
-        )
-    fused, loop = measure_inference_side_by_side(
-        [executor_predictor(executor), loop_predictor(executor)],
-        input_shape=input_spec.shape,
-        device=device,
-        batch_sizes=batch_sizes,
-        budget_s=budget_s,
-    )
-    config = executor.config
-    peaks: dict[str, int | None] = {"train": None, "infer": None}
-    if memory:
-        for mode, batch_size in (("train", config.batch_size), ("infer", max(batch_sizes))):
-            request = MemoryRequest(
-                arch=executor.arch.name,
-                num_members=executor.num_members,
-                executor=executor.name,
-                input=input_spec.name,
-                num_classes=input_spec.num_classes,
-                batch_size=batch_size,
-                mode=mode,
-                precision=config.precision,
-                channels_last=config.channels_last,
-                num_threads=torch.get_num_threads(),
-                device=str(device),
-            )
-            peaks[mode] = peak_memory_bytes(request)
-    return MeasureResult(
-        member=executor.arch.name,
-        num_members=executor.num_members,
-        executor=executor.name,
-        device=str(device),
-        input=input_spec.name,
-        precision=config.precision,
-        latency_ms_batch1=fused.latency_ms_batch1,
-        throughput_images_per_s=fused.throughput_images_per_s,
-        throughput_batch_size=fused.batch_size_throughput,
-        loop_latency_ms_batch1=loop.latency_ms_batch1,
-        loop_throughput_images_per_s=loop.throughput_images_per_s,
-        timing_repeats=min(fused.repeats, loop.repeats),
-        weights_bytes=weights_bytes(executor),
-        flops_per_image=executor.num_members
-        * profile_arch(executor.arch, input_spec).flops_per_image,
-        peak_train_memory_bytes=peaks["train"],
-        peak_inference_memory_bytes=peaks["infer"],
-        train_batch_size=config.batch_size,
-        inference_batch_size=max(batch_sizes),
-        memory_method=memory_method(device) if memory else None,
-    )

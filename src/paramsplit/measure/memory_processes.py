@@ -4,8 +4,8 @@ On CUDA, in this process (the allocator's statistics can be reset). On CPU, the 
 of a process counts whatever it ran before, so each figure comes from a clean child: forked
 from a long-lived memory server that has imported torch and run nothing (0.6–0.9 s a figure
 on the 2-core machine), or, where there is no fork, a fresh `python -m
-paramsplit.measure_memory` (8–9 s: importing torch and torch._dynamo each time). The
-measurement itself is `paramsplit.measure_memory.run_memory_request`.
+paramsplit.measure.process_memory` (8–9 s: importing torch and torch._dynamo each time). The
+measurement itself is `paramsplit.measure.process_memory.run_memory_request`.
 """
 
 from __future__ import annotations
@@ -25,13 +25,13 @@ from typing import Any
 
 import torch
 
-from paramsplit.measure_memory import RESULT_KEYS, MemoryRequest, run_memory_request
+from paramsplit.measure.process_memory import RESULT_KEYS, MemoryRequest, run_memory_request
 
 MEMORY_TIMEOUT_S = 600.0
 
 
 def _package_root() -> Path:
-    return Path(__file__).resolve().parents[1]
+    return Path(__file__).resolve().parents[2]
 
 
 def _python_env() -> dict[str, str]:
@@ -96,7 +96,7 @@ class _MemoryServer:
     """
 
     def __init__(self) -> None:
-        command = "import paramsplit.memory_processes as m; m.serve_memory_requests()"
+        command = "import paramsplit.measure.memory_processes as m; m.serve_memory_requests()"
         self._process = subprocess.Popen(
             [sys.executable, "-c", command],
             stdin=subprocess.PIPE,
@@ -146,9 +146,9 @@ def _peak_in_child(request: MemoryRequest, timeout_s: float) -> dict[str, Any]:
 
 
 def _peak_in_fresh_interpreter(request: MemoryRequest, timeout_s: float) -> dict[str, Any]:
-    """Where there is no fork (Windows): `python -m paramsplit.measure_memory`."""
+    """Where there is no fork (Windows): `python -m paramsplit.measure.process_memory`."""
     completed = subprocess.run(
-        [sys.executable, "-m", "paramsplit.measure_memory", request.to_json()],
+        [sys.executable, "-m", "paramsplit.measure.process_memory", request.to_json()],
         capture_output=True,
         text=True,
         env=_python_env(),
@@ -162,7 +162,7 @@ def _peak_in_fresh_interpreter(request: MemoryRequest, timeout_s: float) -> dict
 
 
 def peak_memory_bytes(request: MemoryRequest, *, timeout_s: float = MEMORY_TIMEOUT_S) -> int:
-    """Peak memory above the set-up executor (see `paramsplit.measure_memory`).
+    """Peak memory above the set-up executor (see `paramsplit.measure.process_memory`).
 
     CUDA is measured in this process with the allocator's statistics; the CPU in a child
     process, since this process's resident size holds whatever it ran before.

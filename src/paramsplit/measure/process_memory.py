@@ -2,8 +2,8 @@
 
 `run_memory_request` measures one request. On CPU it runs in a clean child process, so
 that the process holds nothing but the executor: a child forked from a memory server, or
-`python -m paramsplit.measure_memory '<json MemoryRequest>'` (prints one JSON object on
-stdout) where there is no fork; see `paramsplit.memory_processes`. On CUDA it runs
+`python -m paramsplit.measure.process_memory '<json MemoryRequest>'` (prints one JSON object on
+stdout) where there is no fork; see `paramsplit.measure.memory_processes`. On CUDA it runs
 in-process, where the allocator's own statistics can be reset.
 
 The figure is the peak *above* the set-up executor: the executor (weights, batch-norm
@@ -213,7 +213,8 @@ def main(argv: list[str] | None = None) -> int:
     """The subprocess entry: one JSON request as the only argument, one JSON line out."""
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: python -m paramsplit.measure_memory '<json request>'", file=sys.stderr)
+        usage = "usage: python -m paramsplit.measure.process_memory '<json request>'"
+        print(usage, file=sys.stderr)
         return 2
     try:
         result = run_memory_request(MemoryRequest.from_json(args[0]))

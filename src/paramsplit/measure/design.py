@@ -1,0 +1,152 @@
+"""Measurement after training: inference latency and throughput, peak memory, size, FLOPs.
+
+Latency is described in `paramsplit.measure.latency`, peak memory in
+`paramsplit.measure.process_memory`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from paramsplit.accounting import profile_arch
+from paramsplit.errors import ConfigError, InputShapeError
+from paramsplit.measure.latency import (
+    DEFAULT_BATCH_SIZES,
+    DEFAULT_BUDGET_S,
+    executor_predictor,
+    loop_predictor,
+    measure_inference_side_by_side,
+)
+from paramsplit.measure.memory_processes import peak_memory_bytes
+from paramsplit.measure.process_memory import MemoryRequest
+from paramsplit.specs import InputSpec
+from paramsplit.train.executors import Executor
+
+
+def weights_bytes(executor: Executor) -> int:
+    """Bytes of every member's parameters and buffers, in the dtype they are stored in."""
+    return sum(tensor.nbytes for state in executor.member_states() for tensor in state.values())
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    # "cuda" and "cuda:0" name the same device while the current device is 0.
+    return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
+
+
+def memory_method(device: torch.device | str) -> str:
+    return (
+        "cuda_max_memory_allocated"
+        if torch.device(device).type == "cuda"
+        else "subprocess_peak_rss"
+    )
+
+
+@dataclass(frozen=True)
+class MeasureResult:
+    """Everything measured about one trained design on one device.
+
+    Memory figures are peaks above the set-up executor (weights excluded: see
+    `weights_bytes`); None when memory was not measured. FLOPs count one forward pass of
+    every member, 2 per multiply-accumulate (`paramsplit.accounting.profile_arch` × k).
+    """
+
+    member: str
+    num_members: int
+    executor: str
+    device: str
+    input: str
+    precision: str
+    latency_ms_batch1: float
+    throughput_images_per_s: float
+    throughput_batch_size: int
+    loop_latency_ms_batch1: float
+    loop_throughput_images_per_s: float
+    timing_repeats: int
+    weights_bytes: int
+    flops_per_image: int
+    peak_train_memory_bytes: int | None
+    peak_inference_memory_bytes: int | None
+    train_batch_size: int
+    inference_batch_size: int
+    memory_method: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def measure_design(
+    executor: Executor,
+    input_spec: InputSpec,
+    device: torch.device | str,
+    *,
+    memory: bool = True,
+    batch_sizes: Sequence[int] = DEFAULT_BATCH_SIZES,
+    budget_s: float = DEFAULT_BUDGET_S,
+) -> MeasureResult:
+    """Measure a trained design: its executor against a plain loop, then memory and size.
+
+    Leaves the executor in eval mode. Memory is measured on a freshly built executor of
+    the same kind (never by stepping the trained one): training at the executor's batch
+    size, inference at the largest of `batch_sizes`.
+    """
+    device = torch.device(device)
+    if not _same_device(device, executor.device):
+        raise ConfigError(f"the executor lives on {executor.device}, asked to measure on {device}")
+    expected = executor.input_spec
+    if (input_spec.channels, input_spec.num_classes) != (expected.channels, expected.num_classes):
+        raise InputShapeError(
+            f"input {input_spec.name} with {input_spec.num_classes} classes does not fit "
+            f"{executor.arch.name}, built for {expected.channels} channel(s) and "
+            f"{expected.num_classes} classes"
+        )
+    fused, loop = measure_inference_side_by_side(
+        [executor_predictor(executor), loop_predictor(executor)],
+        input_shape=input_spec.shape,
+        device=device,
+        batch_sizes=batch_sizes,
+        budget_s=budget_s,
+    )
+    config = executor.config
+    peaks: dict[str, int | None] = {"train": None, "infer": None}
+    if memory:
+        for mode, batch_size in (("train", config.batch_size), ("infer", max(batch_sizes))):
+            request = MemoryRequest(
+                arch=executor.arch.name,
+                num_members=executor.num_members,
+                executor=executor.name,
+                input=input_spec.name,
+                num_classes=input_spec.num_classes,
+                batch_size=batch_size,
+                mode=mode,
+                precision=config.precision,
+                channels_last=config.channels_last,
+                num_threads=torch.get_num_threads(),
+                device=str(device),
+            )
+            peaks[mode] = peak_memory_bytes(request)
+    return MeasureResult(
+        member=executor.arch.name,
+        num_members=executor.num_members,
+        executor=executor.name,
+        device=str(device),
+        input=input_spec.name,
+        precision=config.precision,
+        latency_ms_batch1=fused.latency_ms_batch1,
+        throughput_images_per_s=fused.throughput_images_per_s,
+        throughput_batch_size=fused.batch_size_throughput,
+        loop_latency_ms_batch1=loop.latency_ms_batch1,
+        loop_throughput_images_per_s=loop.throughput_images_per_s,
+        timing_repeats=min(fused.repeats, loop.repeats),
+        weights_bytes=weights_bytes(executor),
+        flops_per_image=executor.num_members
+        * profile_arch(executor.arch, input_spec).flops_per_image,
+        peak_train_memory_bytes=peaks["train"],
+        peak_inference_memory_bytes=peaks["infer"],
+        train_batch_size=config.batch_size,
+        inference_batch_size=max(batch_sizes),
+        memory_method=memory_method(device) if memory else None,
+    )
