@@ -10,6 +10,7 @@ script, to see exactly what a shell sees.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -22,10 +23,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from typer.testing import CliRunner
 
 from paramsplit.cli import app
+from paramsplit.errors import StoreError
 from paramsplit.store import Store
+from paramsplit.store.database import errors_named
 
 runner = CliRunner()
 ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -756,3 +760,29 @@ def test_console_script_prints_one_line_and_creates_nothing(argv, message, tmp_p
     assert run.stdout == ""
     assert re.search(message, one_error_line(run.stderr))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["case.db"]
+
+
+# --- what the store's boundary turns into one line, and what it lets through -----------------
+
+
+@pytest.mark.parametrize(
+    ("raised", "message"),
+    [
+        (OperationalError("COMMIT", {}, sqlite3.OperationalError("database is locked")),
+         r"^database 'x\.db': database is locked$"),
+        (DatabaseError("SELECT", {}, sqlite3.DatabaseError("database disk image is malformed")),
+         r"^database 'x\.db' is damaged \(database disk image is malformed\); restore it"),
+        (json.JSONDecodeError("Expecting value", "{bad", 1),
+         r"^database 'x\.db' is damaged \(a stored JSON value does not parse: Expecting value"),
+    ],
+    ids=["locked", "malformed", "json"],
+)  # fmt: skip
+def test_a_database_failure_in_use_becomes_one_store_error(raised, message):
+    with pytest.raises(StoreError, match=message), errors_named("x.db"):
+        raise raised
+
+
+def test_a_statement_the_database_rejects_is_a_bug_and_goes_through():
+    rejected = IntegrityError("INSERT", {}, sqlite3.IntegrityError("UNIQUE constraint failed"))
+    with pytest.raises(IntegrityError, match="UNIQUE constraint failed"), errors_named("x.db"):
+        raise rejected

@@ -18,7 +18,13 @@ from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, inspect, select, text
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError, DatabaseError, NoSuchModuleError, SQLAlchemyError
+from sqlalchemy.exc import (
+    ArgumentError,
+    DatabaseError,
+    NoSuchModuleError,
+    OperationalError,
+    SQLAlchemyError,
+)
 
 from paramsplit.errors import StoreError
 from paramsplit.store import migrations, schema
@@ -266,8 +272,9 @@ def _reason(error: BaseException) -> str:
 @contextmanager
 def errors_named(shown: str) -> Iterator[None]:
     """Turn a database failure while it is used into one StoreError naming the file: a
-    damaged file, a stored JSON value that does not parse, or anything else the database
-    refuses (a lock held too long, a full disk)."""
+    damaged file, a stored JSON value that does not parse, or what the database refuses to
+    do (a lock held too long, a full disk, a read-only file). A constraint or a statement
+    the database rejects is a bug, and goes on as it is."""
     try:
         yield
     except json.JSONDecodeError as error:
@@ -276,7 +283,9 @@ def errors_named(shown: str) -> Iterator[None]:
         reason = _reason(error)
         if any(sign in reason for sign in _DAMAGE_SIGNS):
             raise damaged(shown, reason) from None
-        raise StoreError(f"database '{shown}': {reason}") from None
+        if isinstance(error, OperationalError):
+            raise StoreError(f"database '{shown}': {reason}") from None
+        raise
 
 
 def check_schema(engine: Engine, shown: str) -> None:
