@@ -46,12 +46,9 @@ from paramsplit.specs import (
     parse_arch,
 )
 from paramsplit.store import Claim, Store, default_worker
+from paramsplit.study_checks import check_definition, check_runnable, no_runs
 from paramsplit.train import TrainResult, restore_executor, train_design
 from paramsplit.train.checkpoint import remove_checkpoint, set_aside
-
-# What to measure after training. Peak memory does not depend on the seed, and on CPU costs
-# a child process per figure, so `first-seed` measures it for each design's lowest seed only.
-MEASURE_CHOICES = ("all", "first-seed", "latency", "none")
 
 
 @dataclass(frozen=True)
@@ -85,22 +82,7 @@ class StudyDefinition:
     keep_weights: bool = True
 
     def __post_init__(self) -> None:
-        unknown = [d for d in self.designs if d not in DESIGN_CLASSES]
-        if unknown:
-            raise UsageError(
-                f"unknown design class '{unknown[0]}'; allowed: {', '.join(DESIGN_CLASSES)}"
-            )
-        if not (self.families and self.budgets) and not self.singles:
-            raise UsageError("a study needs families and budgets, or single networks (singles)")
-        for label, values in (("datasets", self.datasets), ("seeds", self.seeds)):
-            if not values:
-                raise UsageError(f"a study needs at least one of {label}")
-        for name in self.singles:
-            parse_arch(name)
-        if self.measure not in MEASURE_CHOICES:
-            raise UsageError(
-                f"measure must be one of {', '.join(MEASURE_CHOICES)}, got '{self.measure}'"
-            )
+        check_definition(self)  # every field, so that nothing of a bad study is registered
 
     def measurement_for(self, seed: int) -> str:
         """What to measure after a run with `seed`: 'all', 'latency' or 'none'."""
@@ -168,7 +150,8 @@ def _plans(
 def expand_study(
     study: StudyDefinition, datasets: dict[str, DatasetTensors]
 ) -> tuple[list[dict[str, Any]], list[Infeasible]]:
-    """Every run of the study, in a stable order, and the designs that cannot meet a budget."""
+    """Every run of the study, in a stable order, and the designs that cannot meet a budget.
+    A study with no feasible run is an error (`StudyError`), with the first reason."""
     specs: list[dict[str, Any]] = []
     infeasible: list[Infeasible] = []
     for dataset_name in study.datasets:
@@ -194,14 +177,23 @@ def expand_study(
                     )
                     continue
                 specs += [run_spec(row, dataset_name, study.config, s) for s in study.seeds]
+    if not specs:
+        raise no_runs(study, infeasible)
     return specs, infeasible
 
 
+Expansion = tuple[list[dict[str, Any]], list[Infeasible]]
+
+
 def register_study(
-    store: Store, study: StudyDefinition, datasets: dict[str, DatasetTensors]
-) -> tuple[list[dict[str, Any]], list[Infeasible]]:
-    """Add the study and its runs to the store (idempotent); returns what `expand_study` does."""
-    specs, infeasible = expand_study(study, datasets)
+    store: Store,
+    study: StudyDefinition,
+    datasets: dict[str, DatasetTensors],
+    expanded: Expansion | None = None,
+) -> Expansion:
+    """Add the study and its runs to the store (idempotent); returns what `expand_study` does
+    (or `expanded`, its result for a caller that checked the study before opening the store)."""
+    specs, infeasible = expanded or expand_study(study, datasets)
     store.add_study(study.name, study.to_dict())
     store.add_runs(study.name, specs)
     return specs, infeasible
@@ -279,6 +271,7 @@ def run_study(
     """
     if workers < 1:
         raise UsageError(f"workers must be >= 1, got {workers}")
+    check_runnable(executor, device, study.config)
     retry_failed_before = retry_cutoff(retry_failed)  # before any run of this call can fail
     datasets = datasets or {name: load_dataset(name, device=device) for name in study.datasets}
     if register:

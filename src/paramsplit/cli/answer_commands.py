@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from paramsplit.cli import render, render_answer
-from paramsplit.cli.options import JsonFlag
+from paramsplit.cli.options import JsonFlag, open_store
 from paramsplit.cli.study_commands import DbOption
 from paramsplit.errors import UsageError
 
@@ -73,7 +73,6 @@ def _load(
 ) -> Analysis:
     from paramsplit.analysis import DEFAULT_MATCH_TOLERANCE, analyse_store, parse_match_tolerance
     from paramsplit.analysis.records import check_accuracy
-    from paramsplit.store import Store
 
     if not 0 < alpha < 1:
         raise UsageError(f"--alpha must be in (0, 1), got {alpha}")
@@ -81,7 +80,7 @@ def _load(
     tolerance = (
         parse_match_tolerance(match_tolerance) if match_tolerance else DEFAULT_MATCH_TOLERANCE
     )
-    with Store.open(db) as store:
+    with open_store(db, create=False) as store:
         return analyse_store(
             store, study, alpha=alpha, require_significance=require_significance,
             accuracy=accuracy, match_tolerance=tolerance, matched_only=matched_only,
@@ -91,9 +90,8 @@ def _load(
 def _measured_latencies(db: str, study: str) -> list[MeasuredLatency]:
     """The study's latencies measured side by side (`paramsplit measure`), if any."""
     from paramsplit.analysis.latency import measured_latencies_from_store
-    from paramsplit.store import Store
 
-    with Store.open(db) as store:
+    with open_store(db, create=False) as store:
         return measured_latencies_from_store(store, study)
 
 

@@ -40,7 +40,10 @@ def study_progress(
     ) as progress:
         counts = store.status_counts(study.name)
         overall = progress.add_task(
-            f"study {study.name}", total=counts["total"], completed=counts["done"], status=""
+            f"study {render.escape(study.name)}",
+            total=counts["total"],
+            completed=counts["done"],
+            status="",
         )
         epochs = study.config.epochs
         current = progress.add_task("run", total=epochs, status="")

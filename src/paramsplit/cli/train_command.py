@@ -9,7 +9,7 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from paramsplit.cli import render
-from paramsplit.cli.options import JsonFlag
+from paramsplit.cli.options import JsonFlag, check_processes
 from paramsplit.errors import UsageError
 from paramsplit.specs import DESIGN_CLASSES
 
@@ -85,12 +85,18 @@ def train(
 
     from paramsplit.data import load_dataset
     from paramsplit.planner import plan_budget
-    from paramsplit.specs import TrainConfig, parse_budget
+    from paramsplit.specs import TrainConfig, check_depth, parse_budget
+    from paramsplit.study_checks import MAX_SEED, check_precision
     from paramsplit.train import check_executor_name, resolve_device, train_design
 
     if design not in DESIGN_CLASSES:
         raise UsageError(f"--design must be one of {', '.join(DESIGN_CLASSES)}, got '{design}'")
     check_executor_name(executor, allow_auto=True)
+    check_processes("--threads", threads)
+    if depth is not None:
+        check_depth(depth)
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed must be in [0, {MAX_SEED}], got {seed}")
     if threads is not None:
         torch.set_num_threads(threads)
     config = TrainConfig(
@@ -107,6 +113,7 @@ def train(
         test_every_epoch=test_every_epoch,
     )
     target = resolve_device(device)
+    check_precision(precision, target)  # before the progress bar: an error is one line
     data = load_dataset(dataset, root=data_root, device=target, download=download)
     rows = plan_budget(
         family,
