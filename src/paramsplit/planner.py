@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from paramsplit.accounting import count_params, estimate_train_memory, profile_arch
+from paramsplit.accounting import count_params, profile_arch
 from paramsplit.errors import BudgetError, SpecError, UsageError
 from paramsplit.families import FamilyInfo, get_family
 from paramsplit.specs import (
@@ -81,8 +81,6 @@ class PlannedDesign:
     member: ArchSpec | None = None
     member_params: int | None = None
     flops_per_image: int | None = None
-    train_memory_sequential_bytes: int | None = None
-    train_memory_fused_bytes: int | None = None
     reason: str | None = None
 
     @property
@@ -120,8 +118,6 @@ class PlannedDesign:
             "ratio": self.ratio,
             "match_rule": self.match_rule,
             "flops_per_image": self.flops_per_image,
-            "train_memory_sequential_bytes": self.train_memory_sequential_bytes,
-            "train_memory_fused_bytes": self.train_memory_fused_bytes,
             "input": self.input_spec.name,
             "num_classes": self.input_spec.num_classes,
             "feasible": self.feasible,
@@ -227,14 +223,11 @@ def _row(
     if member is None:
         return replace(base, reason=reason)
     profile = profile_arch(member, input_spec)
-    memory = estimate_train_memory(profile, num_members)
     return replace(
         base,
         member=member,
         member_params=profile.total_params,
         flops_per_image=num_members * profile.flops_per_image,
-        train_memory_sequential_bytes=memory.sequential_bytes,
-        train_memory_fused_bytes=memory.fused_bytes,
     )
 
 

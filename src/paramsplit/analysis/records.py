@@ -53,6 +53,7 @@ class RunRecord:
     throughput_images_per_s: float | None = None
     peak_train_memory_bytes: int | None = None
     peak_inference_memory_bytes: int | None = None
+    loop_train_memory_bytes: int | None = None
     flops_per_image: int | None = None
     curve: tuple[CurvePoint, ...] = field(default=(), repr=False)
 

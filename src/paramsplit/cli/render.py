@@ -13,7 +13,6 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:  # type names only: rendering must not import torch
-    from paramsplit.accounting import ArchDescription
     from paramsplit.families import FamilyInfo
     from paramsplit.planner import PlannedDesign
 
@@ -76,14 +75,23 @@ def render_families(families: Sequence[FamilyInfo]) -> None:
     console.print(published)
 
 
-def render_description(description: ArchDescription) -> None:
-    data = description.to_dict()
+def _breakdown(breakdown: dict[str, int]) -> str:
+    return ", ".join(
+        f"{name.replace('_', ' ')} {format_bytes(value)}"
+        for name, value in breakdown.items()
+        if value
+    )
+
+
+def render_description(data: dict[str, Any]) -> None:
+    """`paramsplit describe`: `ArchDescription.to_dict()` with the memory summary."""
     table = Table(show_header=False, title=data["name"], title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     published = ""
     if data["published_params"] is not None:
         published = f" (published: {data['published_reported']}, {data['published_source']})"
+    k = data["num_members"]
     rows = [
         ("family", data["family"]),
         ("depth / width", f"{data['depth']} / {data['width']}  ({data['units']} units per stage)"),
@@ -91,23 +99,37 @@ def render_description(description: ArchDescription) -> None:
         ("parameters", f"{data['total_params']:,}{published}"),
         ("weights (fp32)", format_bytes(data["weights_bytes"])),
         ("forward FLOPs / image", format_flops(data["flops_per_image"])),
-        (
-            "training memory",
-            f"≈ {format_bytes(data['train_memory_bytes'])} at batch {data['train_batch_size']}",
-        ),
     ]
+    for mode, label in (("train", "training step"), ("inference", "inference")):
+        batch = data[f"{mode}_batch_size"]
+        fused = data[f"{mode}_memory_bytes"]
+        if k == 1:
+            rows.append((f"{label} memory", f"{format_bytes(fused)} at batch {batch}"))
+        else:
+            loop = data[f"{mode}_memory_loop_bytes"]
+            rows.append(
+                (
+                    f"{label} memory, {k} networks",
+                    f"{format_bytes(loop)} one at a time, {format_bytes(fused)} all at once, "
+                    f"at batch {batch}",
+                )
+            )
+        rows.append(("", _breakdown(data[f"{mode}_memory_breakdown"])))
     for label, value in rows:
         table.add_row(label, value)
     console.print(table)
     console.print(
         "FLOPs: forward convolutions and linear layers, 2 per multiply-accumulate "
-        "(torch FlopCounterMode). Training memory: weights, gradients and momentum plus every "
-        "layer's output, fp32 — a rough estimate.",
+        "(torch FlopCounterMode). Memory: peak bytes of live tensors in one steady-state SGD "
+        "step (or one inference call), counted exactly without allocating; the breakdown is "
+        "at the peak (of all networks at once). Allocator slack, library code and the "
+        "interpreter are not included.",
         style="dim",
     )
 
 
-def render_plan(rows: Sequence[PlannedDesign]) -> None:
+def render_plan(rows: Sequence[PlannedDesign], memory: Sequence[dict[str, Any]]) -> None:
+    """A plan; `memory` holds each row's counted memory keys (empty when not counted)."""
     first = rows[0]
     title = (
         f"{first.family}: budget {first.budget_params:,} params, rule '{first.match_rule}', "
@@ -119,12 +141,12 @@ def render_plan(rows: Sequence[PlannedDesign]) -> None:
     for column in ("k", "member params", "total params", "ratio", "FLOPs / image"):
         table.add_column(column, justify="right")
     table.add_column("train memory\n(one at a time / all k)", justify="right")
-    for row in rows:
+    for row, counted in zip(rows, memory, strict=True):
         if row.design is None:
             continue
-        memory = format_bytes(row.train_memory_sequential_bytes)
-        if row.num_members > 1:
-            memory += f" / {format_bytes(row.train_memory_fused_bytes)}"
+        memory_cell = format_bytes(counted.get("train_memory_loop_bytes"))
+        if row.num_members > 1 and counted:
+            memory_cell += f" / {format_bytes(counted['train_memory_fused_bytes'])}"
         table.add_row(
             row.design.name,
             row.design_class.value,
@@ -133,7 +155,7 @@ def render_plan(rows: Sequence[PlannedDesign]) -> None:
             format_count(row.total_params),
             f"{row.ratio:.3f}" if row.ratio is not None else "—",
             format_flops(row.flops_per_image),
-            memory,
+            memory_cell,
         )
     console.print(table)
     for row in rows:
@@ -144,8 +166,9 @@ def render_plan(rows: Sequence[PlannedDesign]) -> None:
             )
     console.print(
         "ratio = total / budget. FLOPs: forward, all members, 2 per multiply-accumulate "
-        "(torch FlopCounterMode). Training memory: fp32 weights, gradients, momentum and "
-        "activations at batch 128 — a rough estimate.",
+        "(torch FlopCounterMode). Training memory: peak bytes of live tensors in one SGD step "
+        f"at batch {next((m['train_batch_size'] for m in memory if m), '—')}, counted exactly "
+        "(weights, gradients, momentum, batch, activations, temporaries).",
         style="dim",
     )
 

@@ -29,7 +29,9 @@ from sqlalchemy import (
 
 # Bump with every change to the tables below, and add a step to `migrations.STEPS`.
 # 2: a study links a run once per budget it asked for (budget_params in the primary key).
-SCHEMA_VERSION = 2
+# 3: memory is the exact count of live tensors (`memory_method`), fused and loop; the
+#    resident-set figures of version 2 leave the columns (they stay in `metrics`).
+SCHEMA_VERSION = 3
 
 STATUSES = ("pending", "running", "done", "failed")
 
@@ -105,8 +107,14 @@ METRIC_COLUMNS: dict[str, Any] = {
     "time_to_target_s": Double,
     "latency_ms_batch1": Double,
     "throughput_images_per_s": Double,
+    # Peak bytes of live tensors, weights included (`paramsplit.measure.memory`): `peak_*`
+    # for all k members at once (fused; a single network's own), `loop_*` for one member at
+    # a time. `memory_method` says how they were taken ("live_tensors").
     "peak_train_memory_bytes": BigInteger,
     "peak_inference_memory_bytes": BigInteger,
+    "loop_train_memory_bytes": BigInteger,
+    "loop_inference_memory_bytes": BigInteger,
+    "memory_method": String(50),
     "flops_per_image": BigInteger,
     "executor": String(50),
 }
