@@ -25,7 +25,7 @@ from paramsplit.measure import (
     count_inference_memory,
     count_train_memory,
 )
-from paramsplit.measure.memory import (
+from paramsplit.measure.counting import (
     LOSS_SCALAR_BYTES,
     count_inference,
     count_step,

@@ -1,11 +1,13 @@
 """Measurement: what a design costs in time and memory, and how each figure was taken.
 
 - `latency`: inference latency and throughput, timed side by side;
-- `memory` (with `live_tensors`): the exact peak bytes of live tensors of one training step
-  and one inference call, by category, loop and fused, counted without allocating;
+- `memory` (with `counting` and `live_tensors`): the exact peak bytes of live tensors of one
+  training step and one inference call, by category, loop and fused, counted without
+  allocating;
 - `design`: everything measured about one trained design (`measure_design`).
 """
 
+from paramsplit.measure.counting import EXECUTIONS, MemoryCount
 from paramsplit.measure.design import MeasureResult, measure_design, weights_bytes
 from paramsplit.measure.latency import (
     DEFAULT_BATCH_SIZES,
@@ -22,10 +24,8 @@ from paramsplit.measure.latency import (
 )
 from paramsplit.measure.live_tensors import CATEGORIES, LiveTensors
 from paramsplit.measure.memory import (
-    EXECUTIONS,
     MEMORY_METHOD,
     DesignMemory,
-    MemoryCount,
     count_design_memory,
     count_inference_memory,
     count_train_memory,
