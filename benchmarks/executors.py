@@ -5,19 +5,27 @@ loop, fused and vmap executors take training steps in alternation on the same ra
 batch, so host drift hits them alike; the table shows medians in member-images/s (k × batch
 per step) and ratios to the loop. "auto" is `paramsplit.train.loop.choose_executor`'s
 pick, timed by its own few steps; "ok" means our measured throughput of that pick is within
-5% of the fastest. The harness table compares one epoch of `train_design` on digits with
-the same number of bare `train_step` calls on an already warm executor.
+5% of the fastest. The busy-machine table runs `auto` while background processes burn
+every CPU in random bursts, and checks its pick against the quiet table's fastest; it shows
+beside it what the old rule (the median of 5 rounds) would have picked from the same
+timings. The harness table compares one epoch of `train_design` on digits with the same
+number of bare `train_step` calls on an already warm executor.
 
-Run: `.venv/bin/python benchmarks/executors.py [--quick] [--threads N]`.
+Run on a quiet machine (the tables are the only load it should see):
+`.venv/bin/python benchmarks/executors.py [--quick] [--threads N] [--busy-trials N]`.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import platform
+import random
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
@@ -28,9 +36,12 @@ import paramsplit as ps
 from paramsplit.data import Augmentation, DatasetTensors, load_dataset
 from paramsplit.specs import DesignSpec, InputSpec, TrainConfig
 from paramsplit.train import EXECUTORS, choose_executor, make_executor, train_design
+from paramsplit.train.choice import ROUNDS
 
 DEVICE = torch.device("cpu")
 AUTO_TOLERANCE = 0.05  # auto is "ok" within 5% of the fastest executor's throughput
+BURST_S = (0.5, 3.0)  # competing load: each burner is busy, then idle, for U(0.5, 3) s
+OLD_RULE_ROUNDS = 5  # the rule auto had before: the median of 5 interleaved steps
 WARMUP_STEPS = 2
 HARNESS_REPEATS = 5
 HARNESS_REPEATS_QUICK = 2
@@ -173,7 +184,7 @@ def throughput_row(
     step_s = step_times_s(design, input_spec, config, names, steps)
     rate = {name: k * config.batch_size / s for name, s in step_s.items()}
     fastest = max(rate, key=rate.__getitem__)
-    auto, _ = choose_executor(design, dataset, config, DEVICE)
+    auto = choose_executor(design, dataset, config, DEVICE).name
     ok = rate.get(auto, 0.0) >= (1 - AUTO_TOLERANCE) * rate[fastest]
     cells = [f"{rate[name]:,.0f}" if name in rate else "—" for name in EXECUTORS]
     cells += [f"{rate[n] / rate['loop']:.2f}×" if n in rate else "—" for n in ("fused", "vmap")]
@@ -216,6 +227,86 @@ def throughput_table(args: argparse.Namespace, console: Console) -> dict[str, st
     if not args.peer:
         console.print("torchensemble is not installed: its VotingClassifier peer was skipped.")
     return picks
+
+
+def burn_cpu_in_bursts(stop: multiprocessing.synchronize.Event, seed: int) -> None:
+    """A competing job: spin for a random while, rest for a random while, until stopped."""
+    rng = random.Random(seed)
+    while not stop.is_set():
+        busy_until = time.monotonic() + rng.uniform(*BURST_S)
+        while time.monotonic() < busy_until:
+            pass
+        stop.wait(rng.uniform(*BURST_S))
+
+
+@contextmanager
+def competing_load(num_burners: int) -> Iterator[None]:
+    """`num_burners` processes burning CPU in independent random bursts."""
+    context = multiprocessing.get_context("spawn")
+    stop = context.Event()
+    burners = [
+        context.Process(target=burn_cpu_in_bursts, args=(stop, seed), daemon=True)
+        for seed in range(num_burners)
+    ]
+    for burner in burners:
+        burner.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        for burner in burners:
+            burner.join()
+
+
+def busy_table(args: argparse.Namespace, console: Console) -> None:
+    """auto under bursts of competing load, judged by throughput measured quietly."""
+    config = TrainConfig(batch_size=args.batch_size)
+    digits = load_dataset("digits")
+    num_burners = args.burners or os.cpu_count() or 1
+    table = Table(
+        title=f"auto on a busy machine: {num_burners} competing process(es) burn CPU in bursts "
+        f"(busy, then idle, U{BURST_S} s each) while auto times; {args.busy_trials} trials; "
+        "throughput of each pick relative to the fastest, measured quietly"
+    )
+    columns = ["input", "design", "fastest (quiet)", "auto picks", "auto / fastest",
+               "auto ok", "old rule picks", "old / fastest", "rounds", "re-timed"]  # fmt: skip
+    for column in columns:
+        table.add_column(column, justify="right")
+    for case in cases(args.quick):
+        spec = case.input_spec
+        dataset = digits if spec == digits.input_spec() else random_dataset(spec)
+        steps = min(args.steps, case.max_steps or args.steps)
+        for row in ps.plan("resnet", case.budget, case.members, input_spec=spec):
+            design = row.design
+            if design is None or design.num_members == 1:
+                continue
+            quiet_s = step_times_s(design, spec, config, list(EXECUTORS), steps)
+            fastest = min(quiet_s, key=quiet_s.__getitem__)
+            picks, old_picks, rounds, retimed = [], [], [], 0
+            with competing_load(num_burners):
+                for _ in range(args.busy_trials):
+                    choice = choose_executor(design, dataset, config, DEVICE)
+                    picks.append(choice.name)
+                    first = {n: t[:OLD_RULE_ROUNDS] for n, t in choice.rounds_ms.items()}
+                    medians = {n: statistics.median(t) for n, t in first.items()}
+                    old_picks.append(min(medians, key=medians.__getitem__))
+                    rounds.append(len(choice.rounds_ms[choice.name]))
+                    retimed += rounds[-1] > ROUNDS
+            worst = max(quiet_s[p] for p in picks)
+            worst_old = max(quiet_s[p] for p in old_picks)
+            table.add_row(
+                spec.name, design.name, fastest, ", ".join(picks),
+                f"{quiet_s[fastest] / worst:.2f}",
+                "yes" if quiet_s[fastest] / worst >= 1 - AUTO_TOLERANCE else "NO",
+                ", ".join(old_picks), f"{quiet_s[fastest] / worst_old:.2f}",
+                "/".join(map(str, rounds)), f"{retimed}/{args.busy_trials}",
+            )  # fmt: skip
+    console.print(table)
+    console.print(
+        "auto / fastest: the quiet throughput of auto's slowest pick over the trials, as a "
+        "fraction of the fastest executor's; old rule: the median of the first "
+        f"{OLD_RULE_ROUNDS} rounds of the same timings."
+    )
 
 
 def harness_table(args: argparse.Namespace, console: Console, picks: dict[str, str]) -> None:
@@ -274,15 +365,21 @@ def main() -> None:
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--steps", type=int, help="timed steps per executor (default 10; 5 quick)")
     parser.add_argument("--batch-size", type=int, default=128, help="per member (default 128)")
+    parser.add_argument(
+        "--busy-trials", type=int, help="auto runs under load per design (default 3; 1 quick)"
+    )
+    parser.add_argument("--burners", type=int, help="competing processes (default: one per CPU)")
     args = parser.parse_args()
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     args.steps = args.steps or (5 if args.quick else 10)
+    args.busy_trials = args.busy_trials or (1 if args.quick else 3)
     args.peer = has_torchensemble()
     console = Console(width=200)  # tables are wider than a default 80-column pipe
     console.print(f"Machine: {machine()}")
     began = time.perf_counter()
     picks = throughput_table(args, console)
+    busy_table(args, console)
     harness_table(args, console, picks)
     console.print(f"Finished in {time.perf_counter() - began:.0f} s.")
 

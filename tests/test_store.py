@@ -476,9 +476,9 @@ def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_links(url):
     assert version == str(SCHEMA_VERSION)
 
 
-def test_a_version_2_database_keeps_its_resident_set_figures_out_of_the_exact_columns(url):
-    # Version 2 stored a subprocess's resident set above a baseline in the memory columns;
-    # version 3 stores the exact count there. Old figures must not be compared with new.
+def test_a_version_3_database_keeps_its_resident_set_figures_out_of_the_exact_columns(url):
+    # Versions 1-3 stored a subprocess's resident set above a baseline in the memory columns;
+    # version 4 stores the exact count there. Old figures must not be compared with new.
     rss = {"peak_train_memory_bytes": 38_500_000, "peak_inference_memory_bytes": 9_000_000}
     with Store.open(url) as store:
         store.add_study("s", {})
@@ -490,7 +490,7 @@ def test_a_version_2_database_keeps_its_resident_set_figures_out_of_the_exact_co
     with engine.begin() as connection:
         for column in ("loop_train_memory_bytes", "loop_inference_memory_bytes", "memory_method"):
             connection.exec_driver_sql(f"ALTER TABLE runs DROP COLUMN {column}")
-        connection.exec_driver_sql("UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        connection.exec_driver_sql("UPDATE meta SET value = '3' WHERE key = 'schema_version'")
     engine.dispose()
 
     with Store.open(url) as store:

@@ -202,12 +202,14 @@ ProgressCallback = Callable[[str, int, int, dict[str, float]], None]
 @dataclass(frozen=True)
 class WorkerSettings:
     """How every worker of a study trains the runs it claims; `retry_failed_before` is
-    the same for all of them (see `retry_cutoff`)."""
+    the same for all of them (see `retry_cutoff`). `workers`: how many train side by side
+    on this machine, recorded with each run (see `with_load`)."""
 
     executor: str
     device: str
     retry_failed_before: datetime | None
     checkpoint_dir: Path | None
+    workers: int = 1
 
 
 def retry_cutoff(retry_failed: bool) -> datetime | None:
@@ -253,7 +255,7 @@ def run_study(
     datasets = datasets or {name: load_dataset(name, device=device) for name in study.datasets}
     if register:
         register_study(store, study, datasets)
-    settings = WorkerSettings(executor, str(device), retry_failed_before, checkpoint_dir)
+    settings = WorkerSettings(executor, str(device), retry_failed_before, checkpoint_dir, workers)
     if workers > 1:
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
         _work_beside(workers - 1, threads, store, study, datasets, settings, on_run, on_progress)
@@ -391,6 +393,20 @@ def measure_run(
     return {**measured.to_dict(), "measure_time_s": time.perf_counter() - began}
 
 
+def with_load(outcome: Outcome, workers: int) -> Outcome:
+    """A finished run's result with how many workers shared the machine while it trained
+    (`concurrent_workers`), and whether its post-training latency was taken beside other
+    workers' training (`latency_under_load`): such times compare fairly only with times
+    taken under the same load; `paramsplit measure` takes latency side by side, alone."""
+    status, payload = outcome
+    if status != "done":
+        return outcome
+    load = {"concurrent_workers": workers}
+    if payload.get("latency_ms_batch1") is not None:
+        load["latency_under_load"] = workers > 1
+    return status, {**payload, **load}
+
+
 def record_outcome(store: Store, run_id: str, outcome: Outcome, checkpoint: Path | None) -> None:
     status, payload = outcome
     if status == "done":
@@ -426,7 +442,7 @@ def _execute(
     except KeyboardInterrupt:
         store.release(run_id)
         raise
-    record_outcome(store, run_id, outcome, checkpoint)
+    record_outcome(store, run_id, with_load(outcome, settings.workers), checkpoint)
 
 
 def checkpoint_dir_for(db: str) -> Path:

@@ -1,5 +1,9 @@
 """The answer for one user's budget and constraints, from measured runs.
 
+Latency comes from `paramsplit measure` (side by side, at the batch size asked) where it
+exists; otherwise from the post-training figure or an estimate, and the answer says which
+(`paramsplit.analysis.latency`).
+
 Candidates are the designs measured at the requested budget. Where that budget was not
 measured, they come from the nearest measured budget within it (or, failing that, the
 nearest above it, which the answer flags as over budget); the recommendation says so. A
@@ -15,6 +19,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paramsplit.analysis.designs import DesignSummary
+from paramsplit.analysis.latency import (
+    POST_TRAINING,
+    MeasuredLatency,
+    fallback_note,
+    latency_at,
+    load_notes,
+)
+from paramsplit.analysis.records import RunRecord
 from paramsplit.analysis.stats import TIE_TOLERANCE, p_value_greater
 from paramsplit.errors import UsageError
 from paramsplit.specs import format_budget
@@ -68,6 +80,7 @@ class Candidate:
     summary: DesignSummary
     latency_ms: float | None
     violations: tuple[str, ...]
+    latency_source: str | None = None  # one of `analysis.latency.LATENCY_SOURCES`
 
     @property
     def passes(self) -> bool:
@@ -80,6 +93,7 @@ class Candidate:
             "budget_params": self.summary.budget_params,
             "accuracy": self.summary.accuracy.to_dict(),
             "latency_ms": self.latency_ms,
+            "latency_source": self.latency_source,
             "passes": self.passes,
             "violations": list(self.violations),
             "run_ids": list(self.summary.run_ids),
@@ -95,9 +109,12 @@ def _train_memory_bytes(summary: DesignSummary, constraints: Constraints) -> flo
     return memory.median if memory else None
 
 
-def check(summary: DesignSummary, constraints: Constraints) -> Candidate:
-    """The candidate with every constraint it breaks, in words with units."""
-    latency = latency_ms_at(summary, constraints.batch_size)
+def check(
+    summary: DesignSummary, constraints: Constraints, measured: Sequence[MeasuredLatency] = ()
+) -> Candidate:
+    """The candidate with every constraint it breaks, in words with units. Its latency is
+    the side-by-side figure in `measured` where there is one (see `latency_at`)."""
+    latency, latency_source = latency_at(summary, constraints.batch_size, measured)
     violations = []
     limits = (
         ("latency", latency, constraints.max_latency_ms, "ms"),
@@ -124,7 +141,7 @@ def check(summary: DesignSummary, constraints: Constraints) -> Candidate:
     floor = constraints.min_accuracy
     if floor is not None and summary.accuracy.mean < floor:
         violations.append(f"accuracy {summary.accuracy.mean:.2%} < {floor:.2%}")
-    return Candidate(summary, latency, tuple(violations))
+    return Candidate(summary, latency, tuple(violations), latency_source)
 
 
 def _objective_key(candidate: Candidate, objective: str) -> tuple[float, ...]:
@@ -197,15 +214,48 @@ def _budget_to_use(budgets: Sequence[int], requested: int) -> tuple[int, list[st
     ]
 
 
+def _cost_notes(
+    candidates: Sequence[Candidate],
+    constraints: Constraints,
+    objective: str,
+    records: Sequence[RunRecord],
+) -> list[str]:
+    """Where the latencies or training times that decide were not taken side by side or
+    under one load; nothing about a cost that decides nothing."""
+    notes = []
+    uses_latency = constraints.max_latency_ms is not None or objective == "latency"
+    if uses_latency:
+        sources = {c.summary.design: c.latency_source for c in candidates}
+        note = fallback_note(sources, constraints.batch_size)
+        notes += [note] if note is not None else []
+        post_training = {
+            run_id
+            for c in candidates
+            if c.latency_source == POST_TRAINING
+            for run_id in c.summary.run_ids
+        }
+        notes += load_notes([r for r in records if r.run_id in post_training], train_time=False)
+    if constraints.max_train_time_s is not None or objective == "train-time":
+        run_ids = {run_id for c in candidates for run_id in c.summary.run_ids}
+        notes += load_notes([r for r in records if r.run_id in run_ids], latency=False)
+    return notes
+
+
 def recommend(
     summaries: Sequence[DesignSummary],
     budget: int,
     constraints: Constraints | None = None,
     objective: str = "accuracy",
+    measured_latencies: Sequence[MeasuredLatency] = (),
+    records: Sequence[RunRecord] = (),
 ) -> Recommendation:
     """The best measured design for `budget` under `constraints`, and how sure it is.
 
-    `summaries` should be of one family and dataset (see `Analysis.select`).
+    `summaries` should be of one family and dataset (see `Analysis.select`). Latency comes
+    from `measured_latencies` (`paramsplit measure`, side by side) where they have the
+    design at the constraint's batch size; a note names the designs that fall back. With
+    the candidates' run `records`, notes also say where the training times or latencies
+    compared were taken under different loads.
     """
     if objective not in RECOMMEND_OBJECTIVES:
         raise UsageError(
@@ -224,14 +274,11 @@ def recommend(
         )  # fmt: skip
     used, notes = _budget_to_use(budgets, budget)
     candidates = sorted(
-        (check(s, constraints) for s in summaries if s.budget_params == used),
+        (check(s, constraints, measured_latencies) for s in summaries if s.budget_params == used),
         key=lambda c: _objective_key(c, objective),
     )
     passing = [c for c in candidates if c.passes]
-    if constraints.batch_size > 1 and constraints.max_latency_ms is not None:
-        notes.append(
-            f"latency at batch {constraints.batch_size} is estimated from measured throughput"
-        )
+    notes += _cost_notes(candidates, constraints, objective, records)
     if not passing:
         notes.append("no measured design meets every constraint; see why for each below")
     if constraints.max_memory_bytes is not None:

@@ -55,6 +55,8 @@ class RunRecord:
     peak_inference_memory_bytes: int | None = None
     loop_train_memory_bytes: int | None = None
     flops_per_image: int | None = None
+    concurrent_workers: int | None = None  # workers sharing the machine while it trained
+    latency_under_load: bool | None = None  # its post-training latency taken beside them
     curve: tuple[CurvePoint, ...] = field(default=(), repr=False)
 
     @property
@@ -68,11 +70,14 @@ class RunRecord:
 
 
 RECORD_FIELDS = tuple(f.name for f in fields(RunRecord) if f.name != "curve")
+_FROM_METRICS = ("concurrent_workers", "latency_under_load")  # in the metrics JSON only
 
 
 def record_from_row(row: Mapping[str, Any], curve: Iterable[Mapping[str, Any]] = ()) -> RunRecord:
     """A record from a row of the store's `runs` table (and its `epochs` rows)."""
     values: dict[str, Any] = {name: row.get(name) for name in RECORD_FIELDS}
+    metrics = row.get("metrics") or {}
+    values |= {name: metrics.get(name) for name in _FROM_METRICS if name not in row}
     if values["budget_params"] is None:  # a run added without a budget: its own size
         values["budget_params"] = values["total_params"]
     points = tuple(

@@ -17,6 +17,7 @@ from paramsplit.errors import UsageError
 
 if TYPE_CHECKING:
     from paramsplit.analysis import Analysis, DesignSummary
+    from paramsplit.analysis.latency import MeasuredLatency
 
 StudyOption = Annotated[
     str | None, typer.Option("--study", help="Study name (default: the latest).")
@@ -41,6 +42,15 @@ def _load(db: str, study: str | None, alpha: float, require_significance: bool) 
         raise UsageError(f"--alpha must be in (0, 1), got {alpha}")
     with Store.open(db) as store:
         return analyse_store(store, study, alpha=alpha, require_significance=require_significance)
+
+
+def _measured_latencies(db: str, study: str) -> list[MeasuredLatency]:
+    """The study's latencies measured side by side (`paramsplit measure`), if any."""
+    from paramsplit.analysis.latency import measured_latencies_from_store
+    from paramsplit.store import Store
+
+    with Store.open(db) as store:
+        return measured_latencies_from_store(store, study)
 
 
 def _one_group(analysis: Analysis, family: str | None, dataset: str | None) -> list[DesignSummary]:
@@ -146,7 +156,10 @@ def recommend(
     requested = parse_budget(budget)
     analysis = _load(db, study, alpha, False)
     designs = _one_group(analysis, family, dataset)
-    answer = recommend_design(designs, requested, constraints, objective)
+    answer = recommend_design(
+        designs, requested, constraints, objective, _measured_latencies(db, analysis.study),
+        analysis.records,
+    )  # fmt: skip
     if as_json:
         render.print_json(answer.to_dict() | {"study": analysis.study})
         return

@@ -9,6 +9,7 @@ import typer
 from paramsplit.cli import render
 from paramsplit.cli.answer_commands import recommend, report
 from paramsplit.cli.demo_command import demo
+from paramsplit.cli.measure_command import measure
 from paramsplit.cli.options import (
     BatchOption,
     ClassesOption,
@@ -131,3 +132,4 @@ app.command()(reports_errors(status))
 app.command()(reports_errors(report))
 app.command()(reports_errors(recommend))
 app.command()(reports_errors(demo))
+app.command()(reports_errors(measure))

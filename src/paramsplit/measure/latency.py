@@ -6,7 +6,8 @@ reported. Repetitions stop at a time budget per batch size (never fewer than
 `MIN_REPEATS`), so a tiny network measures in a fraction of a second and a large one does
 not run for minutes. A design is measured twice side by side: through its executor (what
 training chose) and as a plain loop over k single networks, so the reader sees what fusing
-buys at inference.
+buys at inference. `time_in_rounds` keeps every round's times, from which
+`paramsplit.measure.side_by_side` takes ratios within rounds (`paramsplit measure`).
 """
 
 from __future__ import annotations
@@ -47,18 +48,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _median_calls_s(
+def time_in_rounds(
     predicts: Sequence[Predict],
     images: Tensor,
     device: torch.device,
+    *,
     warmup: int,
-    repeats: int,
+    min_rounds: int,
+    max_rounds: int,
     budget_s: float,
-) -> tuple[list[float], int]:
-    """Median seconds per call of each predict function, timed in alternation; and rounds.
+) -> list[list[float]]:
+    """Seconds of each predict function's call in every round: `[function][round]`.
 
     Each round calls every function once, so a host that speeds up or slows down mid-way
-    (REFERENCE: up to 1.9× within an hour) shifts all of them alike.
+    (REFERENCE: up to 1.9× within an hour) shifts all of them alike, and the ratio of two
+    functions' times in one round is measured side by side. Each round starts one function
+    further on, so no function always runs right after the same neighbour. Rounds stop once
+    `max_rounds` ran or `budget_s` per function is spent, never before `min_rounds`.
     """
     for predict in predicts:
         for _ in range(warmup):
@@ -67,15 +73,38 @@ def _median_calls_s(
     times_s: list[list[float]] = [[] for _ in predicts]
     spent_s = 0.0
     rounds = 0
-    while rounds < MIN_REPEATS or (rounds < repeats and spent_s < budget_s * len(predicts)):
-        for predict, own_times_s in zip(predicts, times_s, strict=True):
+    while rounds < min_rounds or (rounds < max_rounds and spent_s < budget_s * len(predicts)):
+        for offset in range(len(predicts)):
+            index = (rounds + offset) % len(predicts)
             _sync(device)
             began = time.perf_counter()
-            predict(images)
+            predicts[index](images)
             _sync(device)
-            own_times_s.append(time.perf_counter() - began)
-            spent_s += own_times_s[-1]
+            times_s[index].append(time.perf_counter() - began)
+            spent_s += times_s[index][-1]
         rounds += 1
+    return times_s
+
+
+def _median_calls_s(
+    predicts: Sequence[Predict],
+    images: Tensor,
+    device: torch.device,
+    warmup: int,
+    repeats: int,
+    budget_s: float,
+) -> tuple[list[float], int]:
+    """Median seconds per call of each predict function, timed in alternation; and rounds."""
+    times_s = time_in_rounds(
+        predicts,
+        images,
+        device,
+        warmup=warmup,
+        min_rounds=MIN_REPEATS,
+        max_rounds=repeats,
+        budget_s=budget_s,
+    )
+    rounds = len(times_s[0]) if times_s else 0
     return [statistics.median(own_times_s) for own_times_s in times_s], rounds
 
 

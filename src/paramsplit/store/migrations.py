@@ -65,14 +65,19 @@ def _links_per_budget(connection: Connection) -> None:
         connection.execute(links.insert(), kept)
 
 
-# Added by version 3; older figures in the memory columns were a subprocess's resident set.
+def _measurements_table(connection: Connection) -> None:
+    """2 -> 3: the `measurements` table of `paramsplit measure`; nothing else changes."""
+    schema.measurements.create(connection, checkfirst=True)
+
+
+# Added by version 4; older figures in the memory columns were a subprocess's resident set.
 _MEMORY_COLUMNS = ("loop_train_memory_bytes", "loop_inference_memory_bytes", "memory_method")
 
 
 def _exact_memory(connection: Connection) -> None:
-    """2 -> 3: memory columns for the exact count; the resident-set figures leave them.
+    """3 -> 4: memory columns for the exact count; the resident-set figures leave them.
 
-    Version 2 filled `peak_*_memory_bytes` with a process's resident set above a baseline,
+    Versions 1-3 filled `peak_*_memory_bytes` with a process's resident set above a baseline,
     which is not comparable with the exact count that fills them now. They are emptied
     rather than silently compared: each run's `metrics` JSON keeps them, with their
     `memory_method`.
@@ -89,4 +94,8 @@ def _exact_memory(connection: Connection) -> None:
 
 
 # From version N to N + 1.
-STEPS: dict[int, Callable[[Connection], None]] = {1: _links_per_budget, 2: _exact_memory}
+STEPS: dict[int, Callable[[Connection], None]] = {
+    1: _links_per_budget,
+    2: _measurements_table,
+    3: _exact_memory,
+}

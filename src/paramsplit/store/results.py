@@ -15,6 +15,7 @@ from sqlalchemy import Connection, Engine, func, select, update
 import paramsplit
 from paramsplit.errors import StoreError
 from paramsplit.store import claims, database, queries, rows, schema
+from paramsplit.store import measurements as measured
 from paramsplit.store.identity import to_jsonable
 
 # A `running` run whose heartbeat is older than this is taken over by the next claim. A
@@ -312,6 +313,33 @@ class Store:
             if study is not None:
                 self._require_study(connection, study)
             return queries.eta_s(connection, study)
+
+    # -- inference measured side by side (paramsplit measure) --------------------------------
+
+    def add_measurements(
+        self, session: Mapping[str, Any], rows_of_session: Sequence[Mapping[str, Any]]
+    ) -> None:
+        """Store a measuring session's rows (see `schema.measurements`) in one transaction;
+        rows of the same session, run and budget written before are replaced. `session` has
+        `session_id`, `measured_at` (UTC), `study`, `device`, `num_threads`, `torch_version`
+        (and `host`, `package_version`, else this host's and this paramsplit's)."""
+        session = {
+            "host": socket.gethostname(),
+            "package_version": paramsplit.__version__,
+            **session,
+        }
+        prepared = measured.measurement_rows(session, rows_of_session)
+        with database.write_transaction(self._engine) as connection:
+            if session.get("study") is not None:
+                self._require_study(connection, session["study"])
+            measured.replace(connection, prepared, self.url)
+
+    def measurements(self, study: str | None = None) -> list[dict[str, Any]]:
+        """Every stored measurement row (of `study`), oldest session first."""
+        with database.read_transaction(self._engine) as connection:
+            if study is not None:
+                self._require_study(connection, study)
+            return measured.read(connection, study)
 
     # -- helpers ---------------------------------------------------------------------------
 

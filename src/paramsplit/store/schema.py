@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Dialect,
@@ -29,9 +30,10 @@ from sqlalchemy import (
 
 # Bump with every change to the tables below, and add a step to `migrations.STEPS`.
 # 2: a study links a run once per budget it asked for (budget_params in the primary key).
-# 3: memory is the exact count of live tensors (`memory_method`), fused and loop; the
-#    resident-set figures of version 2 leave the columns (they stay in `metrics`).
-SCHEMA_VERSION = 3
+# 3: `measurements`, inference measured side by side after training (`paramsplit measure`).
+# 4: memory is the exact count of live tensors (`memory_method`), fused and loop; the
+#    resident-set figures of versions 1-3 leave the columns (they stay in `metrics`).
+SCHEMA_VERSION = 4
 
 STATUSES = ("pending", "running", "done", "failed")
 
@@ -187,4 +189,56 @@ epochs = Table(
     Column("epoch", Integer, primary_key=True),
     *(Column(name, kind) for name, kind in EPOCH_COLUMNS.items()),
     Column("record", _json()),  # the whole epoch record, e.g. per-member losses
+)
+
+# One row per design, budget, batch size and inference executor measured by one session of
+# `paramsplit measure`: every design of a budget (the single network and its ensembles) timed
+# in alternating rounds in one process, so each ratio to the single network is side by side.
+# `run_id` is the run whose design was measured (its lowest seed: latency does not depend on
+# the seed); `single_run_id` the single network it was paired with. Quartiles are over rounds.
+MEASUREMENT_COLUMNS: dict[str, Any] = {
+    "study": String(200),
+    "family": String(50),
+    "dataset": String(100),
+    "input": String(50),
+    "design_class": String(10),
+    "num_members": Integer,
+    "design": String(120),
+    "member": String(100),
+    "chosen": Boolean,  # the executor this design deploys with at this batch: the fastest
+    "latency_ms": Double,
+    "latency_q1_ms": Double,
+    "latency_q3_ms": Double,
+    "throughput_images_per_s": Double,
+    "ratio_to_single": Double,  # median over rounds of (this / the single network, same round)
+    "ratio_q1": Double,
+    "ratio_q3": Double,
+    "single_design": String(120),
+    "single_run_id": String(32),
+    "rounds": Integer,
+    "weights": String(20),  # 'trained' (from a checkpoint) or 'fresh' (built anew)
+    "precision": String(10),
+}
+
+# What one session shares: where, how and when it measured.
+MEASUREMENT_SESSION_COLUMNS: dict[str, Any] = {
+    "device": String(200),
+    "num_threads": Integer,
+    "torch_version": String(50),
+    "package_version": String(50),
+    "host": String(200),
+    "measured_at": UtcDateTime,
+}
+
+measurements = Table(
+    "measurements",
+    metadata,
+    Column("session_id", String(32), primary_key=True),
+    Column("run_id", ForeignKey("runs.run_id", ondelete="CASCADE"), primary_key=True),
+    Column("budget_params", BigInteger, primary_key=True, autoincrement=False),
+    Column("batch_size", Integer, primary_key=True, autoincrement=False),
+    Column("executor", String(50), primary_key=True),
+    *(Column(name, kind) for name, kind in MEASUREMENT_COLUMNS.items()),
+    *(Column(name, kind) for name, kind in MEASUREMENT_SESSION_COLUMNS.items()),
+    Index("ix_measurements_study", "study"),
 )

@@ -1,5 +1,6 @@
 """Training designs: executors for k members, the epoch loop, metrics."""
 
+from paramsplit.train.choice import ExecutorChoice, decide_executor, time_candidates
 from paramsplit.train.executors import (
     EXECUTORS,
     Executor,
@@ -25,10 +26,12 @@ __all__ = [
     "EnsembleMetrics",
     "EpochRecord",
     "Executor",
+    "ExecutorChoice",
     "MemberSeeds",
     "TrainResult",
     "check_executor_name",
     "choose_executor",
+    "decide_executor",
     "ensemble_metrics",
     "evaluate",
     "expected_calibration_error",
@@ -38,5 +41,6 @@ __all__ = [
     "member_seeds",
     "resolve_device",
     "restore_executor",
+    "time_candidates",
     "train_design",
 ]

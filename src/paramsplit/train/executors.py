@@ -8,7 +8,8 @@ Every executor starts from the same member weights (member i is built with its o
 takes member i's batch from row i of its input, and applies the same optimizer and schedule,
 so all three equal k independent runs up to float rounding; the oracle tests check that.
 SGD (with momentum, Nesterov and weight decay) is elementwise, so one optimizer over a fused
-network's parameters takes exactly the steps k separate optimizers would.
+network's parameters takes exactly the steps k separate optimizers would. With fp16 each
+member keeps its own loss scale (`paramsplit.train.scaling`), as k separate GradScalers would.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from paramsplit.models import build_model, merge_members
 from paramsplit.models.layers import MemberNetwork
 from paramsplit.models.members import merge_states, split_state
 from paramsplit.specs import ArchSpec, InputSpec, TrainConfig
+from paramsplit.train.scaling import MemberGradScaler, step_members
 
 EXECUTORS = ("loop", "fused", "vmap")
 
@@ -44,10 +46,15 @@ def lr_factor(epoch: int, config: TrainConfig) -> float:
     return float(config.gamma**passed)
 
 
+def full_precision(tensor: Tensor) -> Tensor:
+    """fp16/bf16 as fp32; fp32 and fp64 as they are (the oracle tests run in fp64)."""
+    return tensor.to(torch.promote_types(tensor.dtype, torch.float32))
+
+
 def member_losses(logits: Tensor, targets: Tensor, label_smoothing: float = 0.0) -> Tensor:
     """Mean cross-entropy per member. Shape: logits [B, k, C], targets [k, B] -> [k]."""
     per_example = F.cross_entropy(
-        logits.float().permute(0, 2, 1),  # [B, C, k]
+        full_precision(logits).permute(0, 2, 1),  # [B, C, k]
         targets.t(),  # [B, k]
         reduction="none",
         label_smoothing=label_smoothing,
@@ -67,6 +74,8 @@ class Executor:
         init_seeds: Sequence[int],
         config: TrainConfig,
         device: torch.device,
+        *,
+        loss_scaling: bool | None = None,
     ) -> None:
         if config.precision == "fp16" and device.type != "cuda":
             raise ConfigError("precision fp16 needs a CUDA device; use bf16 or fp32 on CPU")
@@ -76,6 +85,9 @@ class Executor:
         self.config = config
         self.device = device
         self.weight_decay = config.weight_decay_for(arch.family)
+        # fp16 needs loss scaling; `loss_scaling=True` runs the same logic at any precision
+        # (the tests check overflow handling in fp32 on a CPU).
+        self.loss_scaling = config.precision == "fp16" if loss_scaling is None else loss_scaling
         self._dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(config.precision)
         singles = [build_model(arch, input_spec, seed=s, device=device) for s in init_seeds]
         self._setup(singles)
@@ -119,7 +131,7 @@ class Executor:
     # parameter set (k for the loop, one for the fused and vmap executors).
     optimizers: list[torch.optim.SGD]
     schedulers: list[torch.optim.lr_scheduler.LambdaLR]
-    scalers: list[torch.amp.GradScaler]
+    scalers: Sequence[torch.amp.GradScaler | MemberGradScaler]
 
     def end_epoch(self) -> None:
         """Step the learning-rate schedule: once per epoch, never per batch."""
@@ -151,12 +163,26 @@ class Executor:
         """Replace every member's weights and statistics (optimizer state is kept)."""
         raise NotImplementedError
 
+    def member_momentum(self) -> list[dict[str, Tensor]]:
+        """Each member's SGD momentum buffers, keyed like its parameters; zeros where the
+        optimizer has none yet (SGD's first step from zeros equals its first step without)."""
+        raise NotImplementedError
+
+    def member_loss_scales(self) -> list[float]:
+        """Each member's current loss scale (1.0 without loss scaling)."""
+        raise NotImplementedError
+
     def set_training(self, mode: bool) -> None:
         raise NotImplementedError
 
     @property
     def lr(self) -> float:
         return float(self.optimizers[0].param_groups[0]["lr"])
+
+
+def _momentum(optimizer: torch.optim.Optimizer, param: Tensor) -> Tensor:
+    buffer = optimizer.state.get(param, {}).get("momentum_buffer")
+    return (buffer if buffer is not None else torch.zeros_like(param)).detach().clone()
 
 
 class LoopExecutor(Executor):
@@ -173,14 +199,15 @@ class LoopExecutor(Executor):
         ]
         self.optimizers = [self._optimizer(m.parameters()) for m in self.models]
         self.schedulers = [self._scheduler(o) for o in self.optimizers]
-        self.scalers = [
-            torch.amp.GradScaler(enabled=self.config.precision == "fp16") for _ in singles
+        self.grad_scalers = [
+            torch.amp.GradScaler(self.device.type, enabled=self.loss_scaling) for _ in singles
         ]
+        self.scalers = self.grad_scalers
 
     def train_step(self, images: Tensor, targets: Tensor) -> Tensor:
         losses = []
         for i, (runner, optimizer, scaler) in enumerate(
-            zip(self.runners, self.optimizers, self.scalers, strict=True)
+            zip(self.runners, self.optimizers, self.grad_scalers, strict=True)
         ):
             optimizer.zero_grad(set_to_none=True)
             with self.autocast():
@@ -196,7 +223,7 @@ class LoopExecutor(Executor):
     def predict(self, images: Tensor) -> Tensor:
         with self.autocast():
             outputs = [runner(self.prepare(images)) for runner in self.runners]
-        return torch.cat(outputs, dim=1).float()  # [B, k, C]
+        return full_precision(torch.cat(outputs, dim=1))  # [B, k, C]
 
     def member_states(self) -> list[dict[str, Tensor]]:
         return [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in self.models]
@@ -205,17 +232,31 @@ class LoopExecutor(Executor):
         for model, state in zip(self.models, states, strict=True):
             model.load_state_dict(state)
 
+    def member_momentum(self) -> list[dict[str, Tensor]]:
+        return [
+            {name: _momentum(optimizer, p) for name, p in model.named_parameters()}
+            for model, optimizer in zip(self.models, self.optimizers, strict=True)
+        ]
+
+    def member_loss_scales(self) -> list[float]:
+        return [scaler.get_scale() for scaler in self.grad_scalers]
+
     def set_training(self, mode: bool) -> None:
         for model in self.models:
             model.train(mode)
 
 
 class JointExecutor(Executor):
-    """An executor whose members' weights are one parameter set with one optimizer."""
+    """An executor whose members' weights are one parameter set with one optimizer.
 
-    def _joint_optimizer(self, params: Iterator[Tensor] | list[Tensor]) -> None:
-        self.optimizer = self._optimizer(params)
-        self.scaler = torch.amp.GradScaler(enabled=self.config.precision == "fp16")
+    Every parameter holds member i's values at `chunk(k, dim=0)[i]` (fused: the layout of
+    `paramsplit.models.layers`; vmap: stacked along a new dim 0).
+    """
+
+    def _joint_optimizer(self, named_params: dict[str, Tensor]) -> None:
+        self.named_params = named_params
+        self.optimizer = self._optimizer(list(named_params.values()))
+        self.scaler = MemberGradScaler(self.num_members, self.device)
         self.optimizers, self.scalers = [self.optimizer], [self.scaler]
         self.schedulers = [self._scheduler(self.optimizer)]
 
@@ -229,10 +270,35 @@ class JointExecutor(Executor):
             logits = self._logits(images)  # [B, k, C]
         losses = member_losses(logits, targets, self.config.label_smoothing)
         # The sum's gradient with respect to member i's weights is member i's own gradient.
-        self.scaler.scale(losses.sum()).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        if not self.loss_scaling:
+            losses.sum().backward()
+            self.optimizer.step()
+            return losses.detach()
+        # Each member's own scale, inf check and skipped step: one member's overflow never
+        # holds back the others (one shared GradScaler would skip every member's step).
+        self.scaler.scale_losses(losses).backward()
+        params = list(self.named_params.values())
+        finite = self.scaler.unscale_(params)
+        step_members(self.optimizer, params, finite)
+        self.scaler.update(finite)
         return losses.detach()
+
+    def _member_parts(self, tensor: Tensor) -> Sequence[Tensor]:
+        """Member i's part of a joint tensor, shaped as in member i's own network."""
+        raise NotImplementedError
+
+    def member_momentum(self) -> list[dict[str, Tensor]]:
+        members: list[dict[str, Tensor]] = [{} for _ in range(self.num_members)]
+        for name, param in self.named_params.items():
+            parts = self._member_parts(_momentum(self.optimizer, param))
+            for member, part in zip(members, parts, strict=True):
+                member[name] = part
+        return members
+
+    def member_loss_scales(self) -> list[float]:
+        if not self.loss_scaling:
+            return [1.0] * self.num_members
+        return self.scaler.scale.tolist()
 
 
 class FusedExecutor(JointExecutor):
@@ -244,15 +310,18 @@ class FusedExecutor(JointExecutor):
         )
         self.model = merge_members(singles).to(memory_format=memory_format)
         self.runner: nn.Module = torch.compile(self.model) if self.config.compile else self.model  # type: ignore[assignment]
-        self._joint_optimizer(self.model.parameters())
+        self._joint_optimizer(dict(self.model.named_parameters()))
 
     def _logits(self, images: Tensor) -> Tensor:
         return self.runner(images)
 
+    def _member_parts(self, tensor: Tensor) -> Sequence[Tensor]:
+        return tensor.chunk(self.num_members, dim=0)
+
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:
         with self.autocast():
-            return self.runner(self.prepare(images)).float()
+            return full_precision(self.runner(self.prepare(images)))
 
     def member_states(self) -> list[dict[str, Tensor]]:
         return split_state(self.model.state_dict(), self.num_members)
@@ -273,7 +342,7 @@ class VmapExecutor(JointExecutor):
         self.params, self.buffers = stack_module_state(singles)
         # A stateless copy to call with the stacked tensors; its own weights are never used.
         self.base = copy.deepcopy(singles[0]).to("meta")
-        self._joint_optimizer(list(self.params.values()))
+        self._joint_optimizer(self.params)
 
     def _call(self, params: dict[str, Tensor], buffers: dict[str, Tensor], x: Tensor) -> Tensor:
         return functional_call(self.base, (params, buffers), (x,))
@@ -282,11 +351,14 @@ class VmapExecutor(JointExecutor):
         logits = vmap(self._call)(self.params, self.buffers, images)  # [k, B, 1, C]
         return logits[:, :, 0].transpose(0, 1)
 
+    def _member_parts(self, tensor: Tensor) -> Sequence[Tensor]:
+        return tensor.unbind(0)
+
     @torch.no_grad()
     def predict(self, images: Tensor) -> Tensor:
         with self.autocast():
             logits = vmap(self._call, in_dims=(0, 0, None))(self.params, self.buffers, images)
-        return logits[:, :, 0].transpose(0, 1).float()  # [B, k, C]
+        return full_precision(logits[:, :, 0].transpose(0, 1))  # [B, k, C]
 
     def member_states(self) -> list[dict[str, Tensor]]:
         stacked = {**self.params, **self.buffers}
@@ -317,9 +389,12 @@ def make_executor(
     init_seeds: Sequence[int],
     config: TrainConfig,
     device: torch.device,
+    *,
+    loss_scaling: bool | None = None,
 ) -> Executor:
+    """`loss_scaling` (default: on for fp16) is fp16's per-member loss scaling."""
     check_executor_name(name)
-    return _CLASSES[name](arch, input_spec, init_seeds, config, device)
+    return _CLASSES[name](arch, input_spec, init_seeds, config, device, loss_scaling=loss_scaling)
 
 
 def check_executor_name(name: str, *, allow_auto: bool = False) -> None:

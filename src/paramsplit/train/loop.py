@@ -5,10 +5,10 @@ Returns records and prints nothing; progress goes through an optional callback.
 
 from __future__ import annotations
 
-import statistics
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -19,13 +19,12 @@ from paramsplit.data import DatasetTensors
 from paramsplit.data.loader import eval_batches, member_batches
 from paramsplit.specs import DesignSpec, TrainConfig
 from paramsplit.train.checkpoint import load_checkpoint, save_checkpoint
+from paramsplit.train.choice import WARMUP_STEPS, ExecutorChoice, time_candidates
 from paramsplit.train.executors import EXECUTORS, Executor, make_executor
 from paramsplit.train.metrics import EnsembleMetrics, ensemble_metrics
 from paramsplit.train.records import EpochRecord, TrainResult, record_from_dict, record_to_dict
 
 EVAL_BATCH = 1024
-AUTO_WARMUP_STEPS = 2
-AUTO_TIMED_STEPS = 5  # per executor, interleaved; the median decides
 
 
 @dataclass(frozen=True)
@@ -106,14 +105,15 @@ def choose_executor(
     config: TrainConfig,
     device: torch.device,
     candidates: Sequence[str] = EXECUTORS,
-) -> tuple[str, dict[str, float]]:
-    """Time a few training steps of each executor on this hardware and batch; pick the fastest.
+) -> ExecutorChoice:
+    """Time training steps of each executor on this hardware and batch; pick the fastest.
 
-    Returns the name and each candidate's median step time in ms. A single network has
-    nothing to choose: the loop is one network.
+    Interleaved rounds, each candidate's fastest round, more rounds while they are unsettled
+    (see `paramsplit.train.choice`). A single network has nothing to choose: the loop is
+    one network.
     """
     if design.num_members == 1:
-        return "loop", {}
+        return ExecutorChoice("loop", reason="a single network: nothing to choose")
     seeds = member_seeds(0, design.num_members)
     generator = torch.Generator(device=device).manual_seed(0)
     batch_size = min(config.batch_size, len(dataset.train_images))
@@ -130,21 +130,16 @@ def choose_executor(
         )
         for name in candidates
     }
+
+    def step(executor: Executor) -> None:
+        executor.train_step(images, labels)
+        _sync(device)
+
     for executor in executors.values():
-        for _ in range(AUTO_WARMUP_STEPS):  # allocations, kernel selection
-            executor.train_step(images, labels)
-    # Round-robin, one step of each executor in turn: drift in the host's speed (up to 1.9×
-    # within an hour here) then hits every candidate alike.
-    step_ms: dict[str, list[float]] = {name: [] for name in executors}
-    for _ in range(AUTO_TIMED_STEPS):
-        for name, executor in executors.items():
-            _sync(device)
-            began = time.perf_counter()
-            executor.train_step(images, labels)
-            _sync(device)
-            step_ms[name].append(1000 * (time.perf_counter() - began))
-    timings = {name: statistics.median(times) for name, times in step_ms.items()}
-    return min(timings, key=timings.__getitem__), timings
+        for _ in range(WARMUP_STEPS):
+            step(executor)
+    _sync(device)
+    return time_candidates({name: partial(step, e) for name, e in executors.items()})
 
 
 def train_design(
@@ -166,11 +161,18 @@ def train_design(
     device = torch.device(device) if device is not None else dataset.device
     dataset = dataset.to(device) if dataset.device != device else dataset
     saved = load_checkpoint(checkpoint) if checkpoint is not None else None
-    executor_step_ms: dict[str, float] = {}
     if saved is not None:
-        executor, executor_step_ms = saved["executor"], saved["executor_step_ms"]
+        choice = ExecutorChoice(
+            saved["executor"],
+            saved["executor_step_ms"],
+            saved.get("executor_rounds_ms", {}),
+            saved.get("executor_reason", "from the checkpoint"),
+        )
     elif executor == "auto":
-        executor, executor_step_ms = choose_executor(design, dataset, config, device)
+        choice = choose_executor(design, dataset, config, device)
+    else:
+        choice = ExecutorChoice(executor, reason="set by the caller")
+    executor = choice.name
     seeds = member_seeds(seed, design.num_members)
     runner = make_executor(
         executor, design.member, dataset.input_spec(), [s.init for s in seeds], config, device
@@ -257,7 +259,9 @@ def train_design(
                 checkpoint,
                 {
                     "executor": executor,
-                    "executor_step_ms": executor_step_ms,
+                    "executor_step_ms": choice.step_ms,
+                    "executor_rounds_ms": choice.rounds_ms,
+                    "executor_reason": choice.reason,
                     "member_states": runner.member_states(),
                     "training_state": runner.training_state(),
                     "generators": [g.get_state() for g in order_generators + augment_generators],
@@ -294,7 +298,9 @@ def train_design(
         seed=seed,
         config=config,
         executor=executor,
-        executor_step_ms=executor_step_ms,
+        executor_step_ms=choice.step_ms,
+        executor_rounds_ms=choice.rounds_ms,
+        executor_reason=choice.reason,
         status=status,
         reason=reason,
         epochs=records,

@@ -43,7 +43,7 @@ class TrainResult:
     seed: int
     config: TrainConfig
     executor: str
-    executor_step_ms: dict[str, float]
+    executor_step_ms: dict[str, float]  # auto's figure per candidate: its fastest round
     status: str  # "done" or "diverged"
     reason: str | None
     epochs: list[EpochRecord]
@@ -53,6 +53,8 @@ class TrainResult:
     train_time_s: float
     device: str
     member_states: list[dict[str, Tensor]] = field(default_factory=list, repr=False)
+    executor_rounds_ms: dict[str, list[float]] = field(default_factory=dict)  # auto's timings
+    executor_reason: str = ""  # why this executor: auto's decision, or who set it
 
     def to_dict(self, target_accuracy: float | None = None) -> dict[str, Any]:
         """Everything about the run as JSON-ready data; units in every key."""
@@ -76,6 +78,8 @@ class TrainResult:
             "reason": self.reason,
             "executor": self.executor,
             "executor_step_ms": self.executor_step_ms,
+            "executor_rounds_ms": self.executor_rounds_ms,
+            "executor_reason": self.executor_reason,
             "device": self.device,
             "torch_version": torch.__version__,
             "num_threads": torch.get_num_threads(),
