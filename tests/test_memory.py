@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import json
 import resource
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -313,3 +316,13 @@ def test_the_count_matches_the_cuda_allocator(execution, precision):
     assert real == counted  # fake CUDA tensors count what real ones do
     assert counted.peak_bytes <= allocated
     assert allocated <= counted.peak_bytes * (1 + CUDA_GAP_FRACTION) + CUDA_GAP_BYTES
+
+
+@pytest.mark.slow
+def test_the_gpu_check_runs_on_a_cpu_and_says_what_it_skipped():
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu_check.py"
+    done = subprocess.run([sys.executable, str(script), "--device", "cpu"], capture_output=True,
+                          text=True, timeout=900, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "no CUDA, GPU parts skipped" in done.stdout
+    assert "real tensors / count" in done.stdout and "study runs done" in done.stdout

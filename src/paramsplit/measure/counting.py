@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 from torch._subclasses.fake_tensor import FakeTensor, FakeTensorConverter, FakeTensorMode
+from torch.utils._foreach_utils import _get_foreach_kernels_supported_devices
 
 from paramsplit.errors import ConfigError
 from paramsplit.measure.live_tensors import CATEGORIES, LiveTensors
@@ -113,6 +114,20 @@ def _hold_executor(counter: LiveTensors, executor: Executor) -> None:
     counter.hold_modules(*modules)
 
 
+def _step_as_on(executor: Executor, device: torch.device) -> None:
+    """Make the optimizers take the path they take on `device` itself.
+
+    SGD left to choose (`foreach=None`) runs its multi-tensor kernels on CUDA, whose
+    temporaries are whole lists of gradients, but picks them only for plain tensors: on fake
+    tensors it would fall back to one tensor at a time. The choice is made here instead.
+    """
+    multi_tensor = device.type in _get_foreach_kernels_supported_devices()
+    for optimizer in executor.optimizers:
+        for group in optimizer.param_groups:
+            if group.get("foreach") is None and not group.get("differentiable"):
+                group["foreach"] = multi_tensor
+
+
 def reach_steady_state(executor: Executor) -> None:
     """Give every parameter a gradient and let the optimizer make its state, as a first
     training step would (gradients have their parameters' shape, dtype and layout)."""
@@ -178,6 +193,7 @@ def count_train_step(
         images = torch.randn(k, batch, *input_spec.shape, device=where)
         labels = torch.randint(input_spec.num_classes, (k, batch), device=where)
         executor.set_training(True)
+        _step_as_on(executor, target)
         reach_steady_state(executor)
         return count_step(executor, images, labels, target)
 
