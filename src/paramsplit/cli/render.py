@@ -45,7 +45,8 @@ def format_bytes(value: int | None) -> str:
         return "—"
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if value >= scale:
-            return f"{value / scale:.3g} {unit}"
+            amount = value / scale  # 1000-1023 MiB: not "1e+03 MiB"
+            return f"{amount:.3g} {unit}" if amount < 999.5 else f"{amount:.0f} {unit}"
     return f"{value} B"
 
 
