@@ -249,9 +249,11 @@ def render_train(summary: dict[str, Any], notes: Sequence[str] = ()) -> None:
                 f"(plain loop {summary['loop_throughput_images_per_s']:,.0f} img/s)",
             ),
             (
-                "peak memory, train / infer",
+                "memory, train / infer",
                 f"{format_bytes(summary['peak_train_memory_bytes'])} / "
-                f"{format_bytes(summary['peak_inference_memory_bytes'])} "
+                f"{format_bytes(summary['peak_inference_memory_bytes'])} all at once; "
+                f"{format_bytes(summary.get('loop_train_memory_bytes'))} / "
+                f"{format_bytes(summary.get('loop_inference_memory_bytes'))} one at a time "
                 f"({summary['memory_method']})",
             ),
             ("weights", format_bytes(summary["weights_bytes"])),
