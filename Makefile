@@ -34,6 +34,7 @@ typecheck: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/planner.py
 	$(BIN)/python benchmarks/executors.py --quick
+	$(BIN)/python benchmarks/peers.py --quick
 	$(BIN)/python benchmarks/store.py
 	$(BIN)/python benchmarks/study.py
 	$(BIN)/python benchmarks/report.py

@@ -107,3 +107,10 @@ def test_fused_flops_are_k_times_one_member(small_arch, num_members):
 
 def test_describe_agrees_with_count_params(small_arch):
     assert ps.describe(small_arch).to_dict()["total_params"] == ps.count_params(small_arch)
+
+
+def test_profile_flops_match_flop_counter_for_every_family(small_arch):
+    # profile_arch sums FLOPs from layer shapes, with output sizes taken once per depth at a
+    # reference width; per-stage widths (the *-stages cases) must not break that shortcut.
+    model = ps.build_model(small_arch, device="meta").eval()
+    assert 2 * ps.profile_arch(small_arch).flops_per_image == flops_of(model, (2, 3, 32, 32))

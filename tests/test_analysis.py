@@ -1,6 +1,7 @@
 """The analysis on hand-written records with known answers: statistics, the win table, the
-EST (ties, non-monotone results, missing seeds, no win), heat maps, time to accuracy, Pareto
-fronts and recommendations. Also: it reads the results database and never imports torch."""
+EST (ties, non-monotone results, missing seeds, gaps, no win), parameter ratios, heat maps,
+time to accuracy, Pareto fronts and recommendations. Also: it reads the results database and
+never imports torch."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from paramsplit.analysis import (
     est_of,
     p_value_greater,
     recommend,
+    seed_test,
     stat_of,
 )
 from paramsplit.errors import StoreError, UsageError
@@ -44,9 +46,11 @@ def run(
     curve: tuple[float, ...] = (),
     epoch_s: float = 1.0,
     dataset: str = "digits",
+    total_params: int | None = None,
     **metrics: float,
 ) -> RunRecord:
-    """One run; `curve` is its validation accuracy per epoch, `epoch_s` seconds each."""
+    """One run; `curve` is its validation accuracy per epoch, `epoch_s` seconds each. Its
+    size defaults to just under the budget (ensemble / single ratio ≈ 1)."""
     member = MEMBERS[(design_class, k)].format(w=budget // 1000)
     return RunRecord(
         run_id=f"{design_class}{k}-{budget}-{seed}-{dataset}",
@@ -56,7 +60,7 @@ def run(
         num_members=k,
         member=member,
         budget_params=budget,
-        total_params=budget - 100 * k,
+        total_params=budget - 100 * k if total_params is None else total_params,
         seed=seed,
         status=status,
         reason=None if status == "done" else "diverged",
@@ -102,16 +106,113 @@ def test_stat_is_the_mean_and_sample_std_of_measured_values():
     assert stat_of([None, float("nan")]) is None
 
 
-def test_p_value_is_welchs_one_sided_t_test():
-    from scipy.stats import ttest_ind
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ([0.91, 0.93, 0.95], [0.90, 0.905, 0.91]),
+        ([0.97, 0.95], [0.96, 0.94, 0.93, 0.92]),
+        ([0.90, 0.92, 0.94, 0.96, 0.935], [0.91, 0.93, 0.915, 0.925, 0.905]),
+        ([0.97, 0.96, 0.95, 0.94, 0.93, 0.92], [0.95, 0.94, 0.93]),
+    ],
+)
+def test_p_value_is_the_exact_one_sided_permutation_test(a, b):
+    from scipy.stats import permutation_test
 
-    a, b = [0.91, 0.93, 0.95], [0.90, 0.905, 0.91]
-    expected = ttest_ind(a, b, equal_var=False, alternative="greater").pvalue
+    def difference(x, y, axis):
+        return x.mean(axis=axis) - y.mean(axis=axis)
+
+    expected = permutation_test(
+        (a, b), difference, permutation_type="independent", alternative="greater",
+        n_resamples=math.inf,
+    ).pvalue  # fmt: skip
     stat_a, stat_b = stat_of(a), stat_of(b)
     assert stat_a is not None and stat_b is not None
     assert p_value_greater(stat_a, stat_b) == pytest.approx(expected)
-    single_seed = stat_of([0.99])
-    assert single_seed is not None and p_value_greater(single_seed, stat_b) is None
+    assert seed_test(a, b, 0.05).smallest_p_value == pytest.approx(
+        1 / math.comb(len(a + b), len(a))
+    )
+
+
+def test_zero_spread_between_seeds_is_no_evidence_by_itself():
+    # Two seeds that agree exactly gave Welch's test zero variance and p = 0 ("significant"),
+    # while a larger gain with some spread got p = 0.146. With 2 vs 2 seeds, no outcome of an
+    # exact test goes below 1/6: neither is significant, and both say so the same way.
+    records = seeds(10_000, "single", 1, (0.95, 0.95)) + seeds(10_000, "deq", 2, (0.9528, 0.9528))
+    records += seeds(20_000, "single", 1, (0.95, 0.951)) + seeds(20_000, "deq", 2, (0.958, 0.96))
+    analysis = analyse("s", records, require_significance=True)
+    for row in analysis.comparisons:
+        assert row.wins and not row.significant
+        assert row.p_value == pytest.approx(1 / 6) and row.test.smallest_p_value == pytest.approx(
+            1 / 6
+        )
+        assert not row.test.enough_seeds and row.verdict(True) == "too few seeds"
+        assert (row.test.gain_low, row.test.gain_high) == (None, None)  # unbounded: too few seeds
+    (switchover,) = analysis.switchovers
+    assert switchover.outcome == "undecided" and switchover.est_budget is None
+    text = switchover.describe()
+    assert "not enough seeds to tell" in text and "2 vs 2 seeds cannot give p ≤ 0.05" in text
+    assert "as good or better" not in text
+
+
+def test_significant_only_when_a_win():
+    # Means 2e-8 apart are a tie, whatever the test says; with --require-significance this
+    # printed "EST ≤ 40k — the ensemble wins at every budget tested".
+    records = []
+    for budget in (20_000, 40_000):
+        records += seeds(budget, "single", 1, (0.95, 0.95, 0.95))
+        records += seeds(budget, "deq", 2, (0.95 + 2e-8, 0.95 + 2e-8, 0.95 + 2e-8))
+    for require_significance in (False, True):
+        analysis = analyse("s", records, require_significance=require_significance)
+        assert not any(row.wins or row.significant for row in analysis.comparisons)
+        (switchover,) = analysis.switchovers
+        assert (switchover.est_budget, switchover.outcome) == (None, "none")
+        assert "no EST — the single network is as good or better at 40k" in switchover.describe()
+
+
+def test_one_seed_with_required_significance_is_not_enough_seeds_to_tell():
+    records = seeds(10_000, "single", 1, (0.90,)) + seeds(10_000, "deq", 2, (0.95,))
+    switchover = only_switchover(records, require_significance=True)
+    assert switchover.outcome == "undecided" and switchover.wins == (False,)
+    assert "not enough seeds to tell — at 10k, 1 vs 1 seeds cannot give p ≤ 0.05" in (
+        switchover.describe()
+    )
+    assert "as good or better" not in switchover.describe()
+    assert only_switchover(records).outcome == "all"  # by mean over seeds, one seed decides
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ([0.96, 0.955, 0.97], [0.95, 0.945, 0.94]),  # 3 vs 3: the interval is bounded
+        ([0.93, 0.95, 0.94, 0.96], [0.94, 0.93, 0.95, 0.92]),  # a gain within the noise
+        ([0.9528] * 3, [0.95] * 3),  # no spread at all
+        ([0.91, 0.92, 0.93, 0.95, 0.97], [0.90, 0.93, 0.905, 0.91]),
+    ],
+)
+def test_the_gain_interval_inverts_the_test_so_the_two_cannot_disagree(a, b):
+    test = seed_test(a, b, alpha=0.05)
+    gain = sum(a) / len(a) - sum(b) / len(b)
+    assert test.gain_low is not None and test.gain_high is not None
+    assert test.gain_low <= gain <= test.gain_high
+    assert (test.gain_low > 0) == (test.p_value <= 0.05)  # excludes 0 exactly when significant
+
+    # The bounds are the shifts of the ensemble's seeds where the test at alpha turns.
+    def greater(delta: float) -> bool:
+        return seed_test([v - delta for v in a], b, 0.05).p_value <= 0.05
+
+    def less(delta: float) -> bool:
+        return seed_test(b, [v - delta for v in a], 0.05).p_value <= 0.05
+
+    assert greater(test.gain_low - 1e-4) and not greater(test.gain_low + 1e-4)
+    assert less(test.gain_high + 1e-4) and not less(test.gain_high - 1e-4)
+
+
+def test_many_seeds_use_a_seeded_sample_of_splits():
+    a = [0.90 + 0.002 * i for i in range(12)]
+    b = [0.895 + 0.002 * i for i in range(12)]
+    first, again = seed_test(a, b, 0.05), seed_test(a, b, 0.05)
+    assert not first.exact and first.num_splits == 10_000
+    assert first == again  # a report is reproducible
 
 
 # --- the EST --------------------------------------------------------------------------------
@@ -169,7 +270,7 @@ def test_winning_everywhere_puts_the_est_at_or_below_the_smallest_budget():
     assert "EST ≤ 10k" in switchover.describe()
 
 
-def test_missing_seeds_average_what_finished_and_untested_budgets_are_skipped():
+def test_missing_seeds_average_what_finished_and_untested_budgets_are_gaps():
     records = study({10_000: (0.90, 0.88), 40_000: (0.93, 0.95)})
     records.append(run(40_000, "deq", 4, seed=3, status="failed"))  # a fourth seed diverged
     records += seeds(20_000, "deq", 4, (0.99, 0.99))  # no single network at 20k
@@ -177,9 +278,54 @@ def test_missing_seeds_average_what_finished_and_untested_budgets_are_skipped():
     deq_40k = next(d for d in analysis.designs if d.key == ("resnet", "digits", 40_000, "deq", 4))
     assert (deq_40k.accuracy.n, deq_40k.num_failed, deq_40k.seeds) == (3, 1, (0, 1, 2))
     (switchover,) = analysis.switchovers
-    assert switchover.budgets == (10_000, 40_000)  # 20k has no single network to beat
-    assert switchover.est_budget == 40_000
+    assert switchover.budgets == (10_000, 20_000, 40_000)
+    assert [s.verdict for s in switchover.steps] == ["loss", "gap", "win"]
+    assert switchover.steps[1].gap_reason == "no single network"  # nothing to beat at 20k
+    # The gap ends nothing we know: the ensemble might already win at 20k, so EST ≤ 40k.
+    assert (switchover.est_budget, switchover.outcome) == (40_000, "at_most")
+    assert "EST ≤ 40k" in switchover.describe()
+    assert "below it, 20k has no comparison (no single network)" in switchover.describe()
     assert [r.run_id for r in analysis.failed] == ["deq4-40000-3-digits"]
+
+
+def test_a_gap_inside_a_run_of_wins_is_shown_and_never_spanned():
+    # Wins at 10k and 40k, the ensemble failed at 20k: "wins at every budget tested" skipped
+    # 20k without a word.
+    records = study({10_000: (0.90, 0.92), 40_000: (0.93, 0.95)})
+    records += study({20_000: (0.91, 0.0)})[:3]  # the single network at 20k
+    records += [run(20_000, "deq", 4, seed, status="failed") for seed in range(3)]
+    switchover = only_switchover(records)
+    assert [s.text for s in switchover.steps] == [
+        "10k✓ (0.97×)", "20k· (failed)", "40k✓ (0.99×)",
+    ]  # fmt: skip
+    assert (switchover.est_budget, switchover.outcome) == (40_000, "at_most")
+    assert "wins at every budget" not in switchover.describe()
+    assert "below it, 20k has no comparison (failed)" in switchover.describe()
+    assert switchover.describe().count("(failed)") == 1  # said once
+
+
+@pytest.mark.parametrize(
+    ("change", "reason", "outcome"),
+    [
+        ("ensemble failed", "failed", "gap"),
+        ("ensemble pending", "not run yet", "gap"),
+        ("single failed", "single network failed", "gap"),
+        ("ensemble infeasible", "infeasible or not planned", "gap"),
+    ],
+)
+def test_a_gap_at_the_largest_budget_means_no_est_and_says_why(change, reason, outcome):
+    records = study({10_000: (0.90, 0.92)})
+    records += seeds(
+        20_000, "single", 1, (0.91, 0.91), status="failed" if "single" in change else "done"
+    )
+    if change in ("ensemble failed", "ensemble pending", "single failed"):
+        status = {"ensemble failed": "failed", "ensemble pending": "pending"}.get(change, "done")
+        records += seeds(20_000, "deq", 4, (0.95, 0.95), status=status)
+    switchover = only_switchover(records)
+    assert (switchover.est_budget, switchover.outcome) == (None, outcome)
+    assert f"no EST — 20k, the largest budget, has no comparison ({reason})" in (
+        switchover.describe()
+    )
 
 
 def test_significance_can_be_required_across_seeds():
@@ -193,7 +339,9 @@ def test_significance_can_be_required_across_seeds():
     assert by_mean.est_budget == 10_000
     assert significant.wins == (False, True)
     assert significant.est_budget == 20_000
-    assert "p < 0.05" in significant.describe()
+    assert significant.steps[0].verdict == "not significant"  # decided: the EST is exact
+    assert significant.outcome == "found"
+    assert "p ≤ 0.05, exact permutation test" in significant.describe()
 
 
 def test_switchovers_are_separate_per_class_k_and_dataset():
@@ -224,7 +372,8 @@ def test_win_table_has_gains_cost_ratios_and_time_to_accuracy():
     )  # fmt: skip
     (row,) = analyse("s", [single, deq]).comparisons
     assert row.accuracy_gain == pytest.approx(0.07)
-    assert row.wins and row.p_value is None and not row.significant  # one seed: no test
+    assert row.wins and not row.significant  # one seed a side: p cannot go below 1/2
+    assert (row.p_value, row.test.enough_seeds) == (0.5, False)
     assert row.cost_ratios == {
         "train_time_s": 2.0,
         "epoch_time_s": 2.0,
@@ -236,17 +385,132 @@ def test_win_table_has_gains_cost_ratios_and_time_to_accuracy():
     # The single network reaches its best (0.96) after 4 epochs of 1 s; the ensemble passes
     # 0.96 at its second epoch of 2 s: the same time, so a speed-up of 1.
     assert row.target_val_accuracy == 0.96
-    assert (row.single_time_to_best_s, row.time_to_accuracy_s) == (4.0, 4.0)
+    assert row.single_time is not None and row.ensemble_time is not None
+    assert (row.single_time.median_s, row.ensemble_time.median_s) == (4.0, 4.0)
     assert row.speedup == pytest.approx(1.0)
-    assert row.to_dict()["params_ratio"] == pytest.approx(49_600 / 49_900)
+    assert row.params_ratio == row.to_dict()["params_ratio"] == pytest.approx(49_600 / 49_900)
 
 
 def test_an_ensemble_that_never_reaches_the_target_has_no_speedup():
     single = run(50_000, curve=(0.80, 0.95))
     weq = run(50_000, "weq", 2, accuracy=0.85, curve=(0.70, 0.85))
     (row,) = analyse("s", [single, weq]).comparisons
-    assert (row.time_to_accuracy_s, row.reached_target, row.speedup) == (None, 0, None)
+    assert row.ensemble_time is not None
+    assert (row.ensemble_time.median_s, row.ensemble_time.reached_text, row.speedup) == (
+        None, "0/1", None,
+    )  # fmt: skip
     assert not row.wins
+
+
+SINGLE_CURVES = ((0.90, 0.91, 0.92), (0.95, 0.96, 0.97), (0.95, 0.97, 0.99))
+
+
+def test_identical_curves_give_a_speedup_of_exactly_one():
+    # The ensemble was timed to the single network's mean best, the single network to each
+    # seed's own best: the same curves came out 1.5× apart.
+    records = []
+    for seed, curve in enumerate(SINGLE_CURVES):
+        records.append(run(10_000, "single", 1, seed, curve=curve))
+        records.append(run(10_000, "deq", 2, seed, curve=curve))
+    (row,) = analyse("s", records).comparisons
+    assert row.target_val_accuracy == 0.97  # the single network's median best: one target
+    assert row.ensemble_time == row.single_time
+    assert row.single_time is not None and row.single_time.reached_text == "2/3"
+    assert row.speedup == 1.0
+
+
+def test_a_seed_that_never_reaches_the_target_counts_as_never():
+    # Two of three ensemble seeds never reach the target: the median was taken over the one
+    # that did, as if the other two had not run.
+    records = [run(10_000, "single", 1, seed, curve=(0.90, 0.95)) for seed in range(3)]
+    for seed, curve in enumerate(((0.96, 0.97), (0.80, 0.90), (0.85, 0.91))):
+        records.append(run(10_000, "deq", 2, seed, curve=curve))
+    (row,) = analyse("s", records).comparisons
+    assert row.ensemble_time is not None
+    assert (row.ensemble_time.median_s, row.ensemble_time.reached_text) == (None, "1/3")
+    assert row.speedup is None
+    records[4] = run(10_000, "deq", 2, 1, curve=(0.80, 0.95))  # now two of three get there
+    (row,) = analyse("s", records).comparisons
+    assert row.ensemble_time is not None
+    assert (row.ensemble_time.median_s, row.ensemble_time.reached_text) == (2.0, "2/3")
+    assert row.speedup == 1.0
+
+
+# --- parameter ratios and matching ----------------------------------------------------------
+
+
+def ratio_study(ensemble_params: dict[int, int]) -> list[RunRecord]:
+    """Single networks of 10,000 params at each budget; weq k=2 of `ensemble_params`,
+    winning everywhere by 2 points."""
+    records = []
+    for budget, params in ensemble_params.items():
+        records += seeds(budget, "single", 1, (0.90, 0.91, 0.92), total_params=10_000)
+        records += seeds(budget, "weq", 2, (0.92, 0.93, 0.94), total_params=params)
+    return records
+
+
+def test_every_comparison_shows_its_params_ratio_and_unmatched_ones_are_flagged():
+    # weq k=2 "won" at 5k with 61% of the single network's parameters, and nobody was told.
+    records = ratio_study({5_000: 6_100, 10_000: 9_500, 20_000: 10_000})
+    analysis = analyse("s", records)
+    assert [(row.params_ratio, row.matched) for row in analysis.comparisons] == [
+        (0.61, False), (0.95, True), (1.0, True),
+    ]  # fmt: skip
+    assert analysis.to_dict()["num_unmatched"] == 1
+    (switchover,) = analysis.switchovers
+    assert switchover.outcome == "all"  # counted, but flagged
+    assert "5k✓ (0.61×, unmatched)" in switchover.sequence
+    assert "ensemble params 0.61–1.00× the single network's; 1 unmatched, outside [0.90, 1.00]" in (
+        switchover.describe()
+    )
+    note = analysis.matching_note()
+    assert note is not None and note.startswith("1 of 3 comparisons are unmatched")
+    assert "counted in the EST" in note
+
+
+def test_the_est_can_be_restricted_to_matched_comparisons():
+    records = ratio_study({5_000: 6_100, 10_000: 9_500, 20_000: 10_000})
+    analysis = analyse("s", records, matched_only=True)
+    (switchover,) = analysis.switchovers
+    assert switchover.steps[0].text == "5k· (unmatched, 0.61×)"
+    assert (switchover.est_budget, switchover.outcome) == (10_000, "at_most")
+    note = analysis.matching_note()
+    assert note is not None and "1 of 3 comparisons" in note and "left out of the EST" in note
+    wider = analyse("s", records, matched_only=True, match_tolerance=(0.6, 1.0))
+    assert wider.unmatched == [] and wider.matching_note() is None
+    assert wider.switchovers[0].outcome == "all"
+
+
+def test_a_match_tolerance_is_two_ordered_ratios():
+    from paramsplit.analysis import DEFAULT_MATCH_TOLERANCE, is_matched, parse_match_tolerance
+
+    assert DEFAULT_MATCH_TOLERANCE == (0.90, 1.00)
+    assert parse_match_tolerance("0.95,1.02") == (0.95, 1.02)
+    assert is_matched(0.9) and is_matched(1.0) and not is_matched(1.001)
+    for bad in ("0.9", "a,b", "1.0,0.9", "0,1"):
+        with pytest.raises(UsageError, match="--match-tolerance must"):
+            parse_match_tolerance(bad)
+
+
+# --- the headline accuracy ------------------------------------------------------------------
+
+
+def test_the_headline_accuracy_can_be_the_vote_or_the_averaged_logits():
+    records = []
+    for seed in range(2):
+        records.append(run(10_000, "single", 1, seed, accuracy=0.90))  # stored without logit/vote
+        deq = run(10_000, "deq", 2, seed, accuracy=0.92)
+        records.append(
+            RunRecord(**{**deq.__dict__, "test_logit_accuracy": 0.93, "test_vote_accuracy": 0.89})
+        )
+    gains = {kind: analyse("s", records, accuracy=kind).comparisons[0].accuracy_gain
+             for kind in ("prob", "logit", "vote")}  # fmt: skip
+    assert gains == pytest.approx({"prob": 0.02, "logit": 0.03, "vote": -0.01})
+    assert analyse("s", records, accuracy="vote").to_dict()["accuracy_column"] == (
+        "test_vote_accuracy"
+    )
+    with pytest.raises(UsageError, match="--accuracy must be one of prob, logit, vote, got 'mean'"):
+        analyse("s", records, accuracy="mean")
 
 
 # --- heat map -------------------------------------------------------------------------------
@@ -364,7 +628,11 @@ def test_recommend_picks_the_most_accurate_design_and_says_how_sure():
     assert answer.choice is not None and answer.runner_up is not None
     assert (answer.choice.label, answer.runner_up.label) == ("deq k=4", "weq k=4")
     assert answer.accuracy_margin == pytest.approx(0.01)
-    assert answer.p_value is not None and answer.p_value < 0.01
+    # Every deq seed beats every weq seed: with 3 vs 3, p = 1/20, as low as it can go.
+    assert answer.test is not None and answer.p_value == answer.test.smallest_p_value == 0.05
+    assert answer.params_ratio == pytest.approx(49_600 / 49_600)
+    deq = next(c for c in answer.candidates if c.summary.label == "deq k=4")
+    assert (deq.params_ratio, deq.matched) == (pytest.approx(49_600 / 49_900), True)
     assert answer.choice.run_ids == (
         "deq4-50000-0-digits",
         "deq4-50000-1-digits",

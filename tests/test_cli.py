@@ -37,6 +37,10 @@ PLAN_FIELDS = {
     "member",
     "member_params",
     "total_params",
+    "single_params",
+    "ratio_to_single",
+    "matched",
+    "note",
     "budget_params",
     "ratio",
     "flops_per_image",
@@ -156,22 +160,28 @@ def test_plan_json_rows_cover_the_design_space(budget_plan: list[dict[str, Any]]
     ]
 
 
-def test_plan_feasible_rows_fit_the_budget(budget_plan: list[dict[str, Any]]) -> None:
+def test_plan_feasible_rows_fit_the_single_network(budget_plan: list[dict[str, Any]]) -> None:
     single = budget_plan[0]
+    size = single["total_params"]  # |S|, which every ensemble is matched to
+    assert size <= BUDGET
     feasible = [r for r in budget_plan if r["reason"] is None]
     assert len(feasible) == 5
     for row in feasible:
+        assert row["single_params"] == size
         assert row["total_params"] == row["num_members"] * row["member_params"]
-        assert row["total_params"] <= BUDGET  # rule 'le' never exceeds the budget
-        # JSON floats round-trip exactly, so the ratio must be this very division.
+        assert row["total_params"] <= size  # rule 'le' never exceeds |S|
+        # JSON floats round-trip exactly, so the ratios must be these very divisions.
         assert row["ratio"] == row["total_params"] / BUDGET
+        assert row["ratio_to_single"] == row["total_params"] / size
         assert row["flops_per_image"] > 0
         member = ps.parse_arch(row["member"])
-        # deq members keep the single network's depth, weq members its width.
+        assert member.name == row["member"]
+        # deq members keep the single network's depth, weq members its stage widths.
         if row["design_class"] == "deq":
             assert member.depth == single["member_depth"]
+            assert row["matched"] is True  # per-stage widths reach >= 0.95 here
         if row["design_class"] == "weq":
-            assert member.width == single["member_width"]
+            assert row["member_stage_widths"] == single["member_stage_widths"]
 
 
 def test_plan_keeps_infeasible_rows_with_a_reason(budget_plan: list[dict[str, Any]]) -> None:
@@ -182,7 +192,9 @@ def test_plan_keeps_infeasible_rows_with_a_reason(budget_plan: list[dict[str, An
     for row in infeasible:
         k = row["num_members"]
         assert re.fullmatch(
-            rf"the smallest, {k}x resnet-8-30 \([\d,]+ params\), exceeds the budget", row["reason"]
+            rf"the smallest, {k}x resnet-8-30 \([\d,]+ params\), exceeds the single "
+            r"network's 953,560 params",
+            row["reason"],
         )
         assert row["member"] is None
         assert row["total_params"] is None
@@ -194,11 +206,12 @@ def test_plan_table_shows_ratios_and_infeasible_reasons(budget_plan: list[dict[s
     result = invoke("plan", "--family", "resnet", "--budget", "1M", "--members", "2,4,8")
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
-    assert any(re.search(r"\bratio\b", line) for line in lines[:6])  # the column header
+    assert any(re.search(r"vs budget\s+vs \|S\|", line) for line in lines[:6])  # the header
     for row in budget_plan:
         if row["reason"] is None:
             [line] = [ln for ln in lines if re.match(rf"\s*{re.escape(row['design'])}\s", ln)]
             assert f"{row['ratio']:.3f}" in line
+            assert f"{row['ratio_to_single']:.3f}" in line
             assert f"{row['total_params']:,}" in line
         else:
             expected = f"infeasible {row['design_class']} k={row['num_members']}: {row['reason']}"
@@ -237,12 +250,15 @@ def test_plan_nearest_may_exceed_the_budget() -> None:
 def test_plan_tolerance_rule(rule: str) -> None:
     rows = invoke_json("plan", "--family", "resnet", "--budget", "1M", "--match", rule)
     assert all(row["match_rule"] == "tol:0.05" for row in rows)  # "5%" is the same rule
-    for row in rows:
+    assert rows[0]["reason"] is None and abs(rows[0]["ratio"] - 1) <= 0.05
+    for row in rows[1:]:  # ensembles: within 5% of the single network
         if row["reason"] is None:
-            assert abs(row["ratio"] - 1) <= 0.05
+            assert abs(row["ratio_to_single"] - 1) <= 0.05
         else:
             off = re.search(
-                r"is ([+-]\d+\.\d)% off the budget \(tolerance ±5\.0%\)$", row["reason"]
+                r"is ([+-]\d+\.\d)% off the single network's [\d,]+ params "
+                r"\(tolerance ±5\.0%\)$",
+                row["reason"],
             )
             assert off, row["reason"]
             assert abs(float(off[1])) > 5

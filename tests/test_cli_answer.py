@@ -30,25 +30,35 @@ RESULTS = {
 }
 
 
-def fill_store(path: Path, study: str = "hand-written") -> None:
-    """A finished study: 2 budgets × single/deq/weq at k=2 × 3 seeds, with curves."""
+def fill_store(
+    path: Path,
+    study: str = "hand-written",
+    ensemble_params: dict[tuple[int, str], int] | None = None,
+    num_seeds: int = 3,
+) -> None:
+    """A finished study: 2 budgets × single/deq/weq at k=2 × 3 seeds, with curves. Every
+    design has budget − 500 parameters, but for `ensemble_params[(budget, class)]`; the vote
+    accuracy of an ensemble is 1 point below its test accuracy."""
+    ensemble_params = ensemble_params or {}
     with Store.open(path) as store:
         store.add_study(study, {"name": study})
         specs, results = [], {}
         for budget, designs in RESULTS.items():
             for (design_class, k), (member, accuracies, latency_ms) in designs.items():
-                for seed, accuracy in enumerate(accuracies):
+                for seed, accuracy in enumerate(accuracies[:num_seeds]):
+                    total = ensemble_params.get((budget, design_class), budget - 500)
                     spec = {
                         "family": "resnet", "design_class": design_class, "num_members": k,
                         "member": member, "member_depth": int(member.split("-")[1]),
                         "member_width": int(member.split("-")[2]),
-                        "total_params": budget - 500, "budget_params": budget,
-                        "ratio": (budget - 500) / budget, "dataset": "digits",
+                        "total_params": total, "budget_params": budget,
+                        "ratio": total / budget, "dataset": "digits",
                         "config": {"epochs": 2}, "seed": seed,
                     }  # fmt: skip
                     specs.append(spec)
                     results[(design_class, k, member, seed)] = {
                         "test_accuracy": accuracy, "best_val_accuracy": accuracy,
+                        "test_vote_accuracy": accuracy - (0.01 if k > 1 else 0.0),
                         "train_time_s": 2.0 * k, "epoch_time_s": 1.0 * k,
                         "latency_ms_batch1": latency_ms, "throughput_images_per_s": 500.0 / k,
                         "peak_train_memory_bytes": 2_000_000 // k,
@@ -89,6 +99,75 @@ def test_report_prints_the_answer_and_writes_the_html_report(db, tmp_path):
     assert html.is_file() and "<html" in html.read_text()
 
 
+def test_report_prints_the_params_ratio_with_every_comparison(tmp_path):
+    path = tmp_path / "unmatched.db"
+    fill_store(path, ensemble_params={(10_000, "weq"): 5_800})  # 0.61× the single network
+    result, out, err = invoke("report", "--db", str(path), "--html", str(tmp_path / "r.html"))
+    assert result.exit_code == 0, err
+    lines = out.splitlines()
+    weq_row = next(line for line in lines if "2x resnet-8-3" in line and "weq k=2" in line
+                   and "×" in line and "%" not in line)  # fmt: skip
+    assert "0.61× unmatched" in weq_row  # the win table
+    assert (
+        "weq k=2: EST = 40k" in out
+        and "ensemble params 0.61–1.00× the single network's; 1 unmatched, outside [0.90, 1.00]"
+        in " ".join(out.split())
+    )
+    assert "10k✗ (0.61×, unmatched)  40k✓ (1.00×)" in out  # the EST sequence
+    assert "1 of 4 comparisons are unmatched" in " ".join(out.split())
+    assert "--matched-only leaves them out" in " ".join(out.split())
+
+    result, out, _ = invoke("report", "--db", str(path), "--json", "--matched-only")
+    data = json.loads(out)
+    weq = next(s for s in data["switchovers"] if s["design_class"] == "weq")
+    assert (weq["outcome"], weq["est_budget"]) == ("at_most", 40_000)
+    assert weq["steps"][0]["verdict"] == "gap" and weq["steps"][0]["params_ratio"] == 5_800 / 9_500
+    assert data["num_unmatched"] == 1 and data["matched_only"]
+    unmatched = next(c for c in data["comparisons"] if not c["matched"])
+    assert unmatched["params_ratio"] == pytest.approx(5_800 / 9_500)
+
+    result, out, _ = invoke("report", "--db", str(path), "--json", "--match-tolerance", "0.6,1")
+    assert json.loads(out)["num_unmatched"] == 0
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("0.9", "--match-tolerance must be two ratios LOW,HIGH"),
+     ("1.0,0.9", "--match-tolerance must satisfy 0 < LOW <= 1 <= HIGH, got '1.0,0.9'")],
+)  # fmt: skip
+def test_a_bad_match_tolerance_is_refused_in_one_line(db, value, message):
+    result, _, err = invoke("report", "--db", db, "--json", "--match-tolerance", value)
+    assert result.exit_code == 2
+    assert message in err and len(err.strip().splitlines()) == 1
+
+
+def test_the_headline_accuracy_can_be_switched(db):
+    _, out, _ = invoke("report", "--db", db, "--json")
+    _, vote_out, _ = invoke("report", "--db", db, "--json", "--accuracy", "vote")
+    prob, vote = json.loads(out), json.loads(vote_out)
+    assert (prob["accuracy"], vote["accuracy"]) == ("prob", "vote")
+    for by_prob, by_vote in zip(prob["comparisons"], vote["comparisons"], strict=True):
+        assert by_vote["accuracy_gain"] == pytest.approx(by_prob["accuracy_gain"] - 0.01)
+    result, out, _ = invoke("recommend", "--db", db, "--budget", "40k", "--accuracy", "vote")
+    assert result.exit_code == 0 and "test accuracy: members' majority vote" in out
+    result, _, err = invoke("report", "--db", db, "--accuracy", "mean")
+    assert result.exit_code == 2
+    assert "--accuracy must be one of prob, logit, vote, got 'mean'" in err
+
+
+def test_one_seed_with_required_significance_says_not_enough_seeds(tmp_path):
+    path = tmp_path / "one-seed.db"
+    fill_store(path, num_seeds=1)
+    result, out, err = invoke(
+        "report", "--db", str(path), "--require-significance", "--html", str(tmp_path / "r.html")
+    )
+    assert result.exit_code == 0, err
+    text = " ".join(out.split())
+    assert "deq k=2: not enough seeds to tell — at 40k, 1 vs 1 seeds cannot give p ≤ 0.05" in text
+    assert "as good or better" not in text
+    assert "10k✗ (1.00×) 40k? (1.00×)" in text
+
+
 def test_report_json_is_the_analysis_and_names_the_latest_study(db):
     result, out, _ = invoke("report", "--db", db, "--json")
     assert result.exit_code == 0
@@ -111,8 +190,9 @@ def test_report_can_require_significance(db):
 def test_recommend_under_a_latency_limit(db):
     result, out, err = invoke("recommend", "--db", db, "--budget", "40k", "--max-latency-ms", "2")
     assert result.exit_code == 0, err
-    assert "build 2x resnet-8-5 (weq k=2" in out
+    assert "build 2x resnet-8-5 (weq k=2, 39,500 params, 1.00× the single network's)" in out
     assert "latency 3 ms > 2 ms" in out
+    assert "params / single" in out
 
 
 def test_recommend_json_for_an_unmeasured_budget(db):

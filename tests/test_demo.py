@@ -38,6 +38,9 @@ def test_the_demo_answers_and_a_second_run_reuses_the_results(tiny_demo, tmp_pat
     assert "paramsplit demo: resnet on digits, budgets 5k;" in out
     assert "6 runs done, 0 failed, 0 not run yet" in out  # 3 designs × 2 seeds
     assert "Ensemble Switchover Threshold" in out
+    # Every comparison with its parameter ratio: the win table, the EST lines, the answer.
+    assert "params / single" in out and "the single network's" in out
+    assert re.search(r"5k[✓✗?·] \(\d\.\d\d×", out)  # the EST sequence
     assert "Recommendation for 8k parameters" in out and "build " in out
     assert "8k was not measured; answering from 5k" in out
     assert "report: paramsplit-demo.html" in out

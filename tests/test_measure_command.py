@@ -24,7 +24,7 @@ from paramsplit.errors import ConfigError, StoreError, UsageError
 from paramsplit.measure.side_by_side import RoundSettings, measure_group
 from paramsplit.specs import TrainConfig
 from paramsplit.store import SCHEMA_VERSION, Store, default_worker
-from paramsplit.study import StudyDefinition, register_study, run_study, with_load
+from paramsplit.study import Outcome, StudyDefinition, register_study, run_study, with_load
 from paramsplit.study_measure import budget_groups, measure_study
 from paramsplit.train.checkpoint import save_checkpoint
 
@@ -278,13 +278,17 @@ def test_a_version_2_database_gains_the_measurements_table(tmp_path, digits):
 
 
 def test_a_finished_run_records_its_workers_and_whether_its_latency_was_under_load():
-    measured = ("done", {"test_accuracy": 0.9, "latency_ms_batch1": 2.0})
-    alone = {**measured[1], "concurrent_workers": 1, "latency_under_load": False}
-    assert with_load(measured, 1) == ("done", alone)
-    assert with_load(measured, 3)[1]["latency_under_load"] is True
-    unmeasured = with_load(("done", {"test_accuracy": 0.9}), 2)[1]
+    measured = Outcome("done", {"test_accuracy": 0.9, "latency_ms_batch1": 2.0})
+    alone = {"test_accuracy": 0.9, "latency_ms_batch1": 2.0}
+    alone |= {"concurrent_workers": 1, "latency_under_load": False}
+    assert with_load(measured, 1) == Outcome("done", alone)
+    busy = with_load(measured, 3).result
+    assert busy is not None and busy["latency_under_load"] is True
+    unmeasured = with_load(Outcome("done", {"test_accuracy": 0.9}), 2).result
+    assert unmeasured is not None
     assert unmeasured["concurrent_workers"] == 2 and "latency_under_load" not in unmeasured
-    assert with_load(("failed", "oom"), 2) == ("failed", "oom")
+    failed = Outcome("failed", reason="oom")
+    assert with_load(failed, 2) == failed
 
 
 # --- the command ----------------------------------------------------------------------------

@@ -198,3 +198,21 @@ def test_merge_and_split_keep_dtype(small_arch):
     assert {p.dtype for p in fused.parameters()} == {torch.float64}
     members = ps.split_members(fused)
     assert {p.dtype for p in members[0].parameters()} == {torch.float64}
+
+
+# --- per-stage widths ---------------------------------------------------------------------
+
+
+def test_every_stage_has_its_own_width(small_arch):
+    # Each stage's convolutions output its width: channels for resnet, wrn and vgg, the
+    # growth rate (a dense layer's 3×3 convolution) for densenet-bc.
+    model = ps.build_model(small_arch, device="meta")
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    if small_arch.family == "densenet-bc":
+        growths = [c.out_channels for c in convs if c.kernel_size == (3, 3)][1:]  # no stem
+        assert growths == [g for g in small_arch.stage_widths for _ in range(small_arch.units)]
+        assert convs[0].out_channels == 2 * small_arch.stage_widths[0]  # the stem
+    else:
+        produced = {c.out_channels for c in convs if c.kernel_size == (3, 3)}
+        assert set(small_arch.stage_widths) <= produced
+        assert model.head.fc.in_features == small_arch.stage_widths[-1]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import csv
 import dataclasses
+import html
 import json
 import subprocess
 import sys
@@ -117,7 +118,8 @@ def test_the_page_says_the_answer_and_how_to_read_it(
     page: str, analysis: Analysis, answer: Recommendation
 ) -> None:
     for switchover in analysis.switchovers:
-        assert switchover.describe() in page
+        assert html.escape(switchover.describe()) in page
+        assert html.escape(switchover.sequence) in page
     assert answer.choice is not None and f"<strong>{answer.choice.design}</strong>" in page
     assert "How to read this" in page and "Ensemble Switchover Threshold" in page
 
@@ -128,6 +130,43 @@ def test_numeric_headers_name_their_units(page: str) -> None:
     for unit in ("(%)", "(s)", "(ms)", "(MB)", "(params)"):
         assert unit in designs
     assert sum("(×)" in h for h in headers["comparisons"]) >= 6
+
+
+def test_every_comparison_shows_its_params_ratio_interval_and_seeds_reached(
+    page: str, written: ReportFiles
+) -> None:
+    headers = PageParts(page).headers
+    for header in ("params ratio (×)", "gain interval, 90% (points)", "smallest possible p",
+                   "ensemble time to target (s)", "single time to target (s)"):  # fmt: skip
+        assert header in headers["comparisons"]
+    assert "params / single (×)" in headers["candidates"]
+    assert "0.979" in page and "(3/3 seeds)" in page
+    with (written.folder / "comparisons.csv").open(encoding="utf-8") as f:
+        row = next(csv.DictReader(f))
+    assert float(row["params_ratio"]) == pytest.approx(0.95 / 0.97, abs=1e-4)
+    assert row["matched"] == "True"
+    assert {"test_gain_low", "test_gain_high", "test_smallest_p_value",
+            "ensemble_time_to_target_num_reached"} <= set(row)  # fmt: skip
+    with (written.folder / "switchovers.csv").open(encoding="utf-8") as f:
+        sequences = [r["sequence"] for r in csv.DictReader(f)]
+    assert "20k✗ (0.98×)  50k✗ (0.98×)  100k✓ (0.98×)" in sequences  # weq k=4
+
+
+def test_unmatched_comparisons_and_gaps_are_shown_and_counted() -> None:
+    records = [
+        dataclasses.replace(r, total_params=r.total_params // 2)
+        if (r.design_class, r.num_members, r.budget_params) == ("deq", 2, BUDGETS[0])
+        else dataclasses.replace(r, status="failed", test_accuracy=None, reason="diverged")
+        if (r.design_class, r.num_members, r.budget_params) == ("deq", 4, BUDGETS[1])
+        else r
+        for r in sample_records()
+    ]
+    page = render_html(analyse("gaps", records, matched_only=True), figures=[])
+    assert "1 of 11 comparisons are unmatched" in page  # deq k=4 at 50k failed: 11 left
+    assert "they are left out of the EST (shown as gaps)" in page
+    assert "20k· (unmatched, 0.49×)" in page  # deq k=2
+    assert html.escape("20k✗ (0.98×)  50k· (failed)  100k✓ (0.98×)") in page  # deq k=4
+    assert "≤ 100k" in page  # deq k=4: the gap below 100k bounds its EST from above
 
 
 def test_numbers_sort_by_value_not_by_text(page: str) -> None:

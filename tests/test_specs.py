@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 import paramsplit as ps
 from paramsplit.errors import UsageError
+from paramsplit.specs import parse_tolerance
 from paramsplit.units import parse_bytes, parse_duration_s
 
 # --- budgets ------------------------------------------------------------------------------
@@ -89,11 +90,15 @@ def test_format_budget_round_trips(value):
 
 @st.composite
 def arch_specs(draw) -> ps.ArchSpec:
-    """Any valid network of any family: depth follows the family's rule."""
+    """Any valid network of any family: depth follows the family's rule; about half have
+    per-stage widths (most of them not uniform)."""
     info = draw(st.sampled_from(ps.FAMILIES))
-    units = draw(st.integers(min_value=1, max_value=60))
-    width = draw(st.integers(min_value=1, max_value=1024))
-    return ps.ArchSpec(info.name, info.depth_for_units(units), width)
+    depth = info.depth_for_units(draw(st.integers(min_value=1, max_value=60)))
+    if draw(st.booleans()):
+        widths = st.integers(min_value=1, max_value=1024)
+        stages = draw(st.lists(widths, min_size=info.num_stages, max_size=info.num_stages))
+        return ps.ArchSpec.from_stage_widths(info.name, depth, stages)
+    return ps.ArchSpec(info.name, depth, draw(st.integers(min_value=1, max_value=1024)))
 
 
 @given(arch_specs())
@@ -105,7 +110,48 @@ def test_arch_name_round_trips(spec):
 @given(arch_specs(), st.data())
 def test_family_aliases_name_the_same_network(spec, data):
     alias = data.draw(st.sampled_from((spec.family, *spec.info.aliases)))
-    assert ps.parse_arch(f"{alias}-{spec.depth}-{spec.width}") == spec
+    assert ps.parse_arch(f"{alias}-{spec.depth}-{spec.width_label}") == spec
+
+
+@pytest.mark.parametrize(
+    ("name", "stage_widths", "width"),
+    [
+        ("resnet-56-8.16.31", (8, 16, 31), 8),
+        ("wrn-28-80.159.320", (80, 159, 320), 5),
+        ("densenet-bc-100-6.6.5", (6, 6, 5), 6),
+        ("vgg-16-23.46.91.180.181", (23, 46, 91, 180, 181), 23),
+    ],
+)
+def test_per_stage_widths_are_named_by_their_stages(name, stage_widths, width):
+    arch = ps.parse_arch(name)
+    assert (arch.stage_widths, arch.width, arch.uniform) == (stage_widths, width, False)
+    assert arch.name == name
+    assert arch == ps.ArchSpec.from_stage_widths(arch.family, arch.depth, stage_widths)
+
+
+@pytest.mark.parametrize(
+    ("stages", "plain"),
+    [
+        ("resnet-56-8.16.32", "resnet-56-8"),
+        ("wrn-28-160.320.640", "wrn-28-10"),
+        ("densenet-bc-100-12.12.12", "densenet-bc-100-12"),
+        ("vgg-16-64.128.256.512.512", "vgg-16-64"),
+    ],
+)
+def test_uniform_stage_widths_keep_the_plain_name(stages, plain):
+    # One network, one spec, one name: run ids hash the name, so they must not change.
+    assert ps.parse_arch(stages) == ps.parse_arch(plain)
+    assert ps.parse_arch(stages).name == plain
+    assert ps.parse_arch(plain).stage_widths == tuple(
+        int(part) for part in stages.rsplit("-", 1)[1].split(".")
+    )
+
+
+def test_stage_widths_must_agree_with_the_width():
+    with pytest.raises(ps.SpecError, match=r"width 7 does not match stage widths 8\.16\.31"):
+        ps.ArchSpec("resnet", 56, 7, (8, 16, 31))
+    with pytest.raises(ps.SpecError, match=r"width 9 does not match stage widths 8\.16\.32"):
+        ps.ArchSpec("resnet", 56, 9, (8, 16, 32))
 
 
 @pytest.mark.parametrize(
@@ -145,6 +191,11 @@ def test_family_lookup_by_alias():
         ("resnet-20-0", ps.SpecError, "width must be >= 1 for resnet, got 0"),
         ("resnet", ps.SpecError, "cannot parse architecture 'resnet'"),
         ("resnet-20-16-4", ps.SpecError, "cannot parse architecture"),
+        ("resnet-20-8.16", ps.SpecError, r"resnet has 3 stages, got 2 stage widths \(8\.16\)"),
+        ("vgg-11-1.2.3", ps.SpecError, "vgg has 5 stages, got 3 stage widths"),
+        ("resnet-20-8.0.16", ps.SpecError, r"stage widths must be >= 1 for resnet, got 8\.0\.16"),
+        ("resnet-20-8..16", ps.SpecError, "cannot parse architecture"),
+        ("resnet-20-8.16.", ps.SpecError, "cannot parse architecture"),
     ],
 )
 def test_parse_arch_rejects(text, error, message):
@@ -192,6 +243,32 @@ def test_parse_design_rejects(text, message):
 def test_single_design_cannot_have_several_members():
     with pytest.raises(ps.SpecError, match="a single design cannot have 4 member"):
         ps.DesignSpec(ps.DesignClass.SINGLE, 4, ps.parse_arch("resnet-20"))
+
+
+# --- matching tolerance -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("ratio", "matched"),
+    [(1.0, True), (0.9, True), (0.95, True), (0.8999, False), (1.0001, False), (None, False)],
+)
+def test_is_matched_with_the_default_tolerance(ratio, matched):
+    assert ps.MATCH_TOLERANCE == (0.90, 1.00)
+    assert ps.is_matched(ratio) is matched
+
+
+def test_is_matched_with_a_given_tolerance():
+    assert ps.is_matched(1.02, (0.95, 1.05))
+    assert not ps.is_matched(0.94, (0.95, 1.05))
+
+
+def test_parse_tolerance():
+    assert parse_tolerance("0.9,1.0") == (0.9, 1.0)
+    assert parse_tolerance(" 0.95 , 1.05 ") == (0.95, 1.05)
+    with pytest.raises(UsageError, match=r"cannot parse tolerance '0\.9'; expected LOW,HIGH"):
+        parse_tolerance("0.9")
+    with pytest.raises(UsageError, match=r"tolerance must satisfy 0 < LOW <= 1 <= HIGH, got"):
+        parse_tolerance("0.9,0.99")
 
 
 # --- member counts and inputs -------------------------------------------------------------

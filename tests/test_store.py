@@ -1,11 +1,13 @@
 """The results database: identity, idempotent adds, claims under concurrency, schema checks.
 
-Every test runs on a SQLite file; set PARAMSPLIT_TEST_POSTGRES_URL to a scratch PostgreSQL
-database (its `public` schema is wiped before each test) to run them there as well.
+Every test that opens a database runs twice: on a SQLite file and on a real PostgreSQL server
+(a throwaway cluster started for the session, or the scratch database named by
+PARAMSPLIT_TEST_POSTGRES_URL; its `public` schema is wiped before each test).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import socket
@@ -14,16 +16,21 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 import sqlalchemy
 
 from paramsplit.analysis.records import records_from_store
-from paramsplit.store import SCHEMA_VERSION, Store, StoreError, default_worker, run_id_for
+from paramsplit.store import (
+    SCHEMA_VERSION,
+    Claim,
+    ClaimLostError,
+    Store,
+    StoreError,
+    default_worker,
+    run_id_for,
+)
 
-POSTGRES_URL = os.environ.get("PARAMSPLIT_TEST_POSTGRES_URL")
-BACKENDS = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 CONFIG = {"epochs": 30, "batch_size": 64, "lr": 0.1, "milestones": [0.5, 0.75]}
 
 
@@ -44,16 +51,10 @@ def spec(seed: int = 0, width: int = 4, budget: int = 25_000, **changes: object)
     }
 
 
-@pytest.fixture(params=BACKENDS)
-def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return str(tmp_path / "results.db")
-    assert POSTGRES_URL is not None
-    engine = sqlalchemy.create_engine(POSTGRES_URL)
-    with engine.begin() as connection:
-        connection.exec_driver_sql("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    engine.dispose()
-    return POSTGRES_URL
+@pytest.fixture
+def url(database: str) -> str:
+    """An empty database on each backend (conftest's `database`)."""
+    return database
 
 
 @pytest.fixture
@@ -224,8 +225,8 @@ def test_status_transitions(store):
     assert first is not None
     assert (first["run_id"], first["status"], first["attempts"]) == (ids[0], "running", 1)
     assert first["worker"] == worker and first["spec"] == spec(seed=0)
-    assert store.heartbeat(ids[0], worker) is True
-    assert store.heartbeat(ids[0], "someone-else:1") is False
+    assert store.heartbeat(Claim.of(first)) is True
+    assert store.heartbeat(dataclasses.replace(Claim.of(first), worker="someone-else:1")) is False
 
     result = {
         "test_accuracy": 0.975,
@@ -292,26 +293,67 @@ def test_a_run_held_by_a_dead_process_on_this_host_is_taken_over(store):
     dead = f"{socket.gethostname()}:{dead_pid()}"
     alive = f"{socket.gethostname()}:{os.getppid()}"
     assert store.claim_next("s", alive)["run_id"] == ids[0]
-    assert store.claim_next("s", dead)["run_id"] == ids[1]
-    store.record_epoch(ids[1], {"epoch": 1, "val_accuracy": 0.5})
+    held_by_dead = Claim.of(store.claim_next("s", dead))
+    store.record_epoch(held_by_dead, {"epoch": 1, "val_accuracy": 0.5})
 
     taken = store.claim_next("s", default_worker())
     assert taken is not None
     assert (taken["run_id"], taken["attempts"]) == (ids[1], 2)
     assert taken["started_at"] < taken["claimed_at"]  # the first start is kept
-    assert store.heartbeat(ids[1], dead) is False
+    assert store.heartbeat(held_by_dead) is False
     assert len(store.epochs(ids[1])) == 1  # the resume continues the curve
     assert store.claim_next("s", default_worker()) is None  # the live holder keeps its run
 
 
 def test_a_run_with_an_old_heartbeat_is_taken_over(store):
     (run_id,) = store.add_runs("s", [spec()]).run_ids
-    store.claim_next("s", "other-host:123")
+    other = Claim.of(store.claim_next("s", "other-host:123"))
     assert store.claim_next("s", "me:1") is None  # fresh heartbeat, another host: hands off
     taken = store.claim_next("s", "me:1", stale_after_s=0.0)
     assert taken is not None
     assert (taken["run_id"], taken["worker"], taken["attempts"]) == (run_id, "me:1", 2)
-    assert store.heartbeat(run_id, "other-host:123") is False
+    assert store.heartbeat(other) is False
+
+
+def test_a_worker_that_lost_its_claim_can_write_nothing_more_for_the_run(store):
+    # A worker paused past the stale-claim limit loses its run to the next claim. Each write
+    # it makes after that is refused, and the new holder's work stands (before: both trained
+    # to the end and the last `finish` won).
+    (run_id,) = store.add_runs("s", [spec()]).run_ids
+    paused = Claim.of(store.claim_next("s", "host-a:1"))
+    store.record_epoch(paused, {"epoch": 1, "val_accuracy": 0.1})
+    taker = Claim.of(store.claim_next("s", "host-b:2", stale_after_s=0.0))
+    lost = rf"host-a:1 no longer holds run {run_id} and cannot record its "
+    with pytest.raises(ClaimLostError, match=lost + "epoch: host-b:2 has claimed it since"):
+        store.record_epoch(paused, {"epoch": 2, "val_accuracy": 0.9})
+    with pytest.raises(ClaimLostError, match=lost + "result: host-b:2 has claimed it since"):
+        store.finish(paused, {"test_accuracy": 0.9})
+    with pytest.raises(ClaimLostError, match=lost + "result: host-b:2 has claimed it since"):
+        store.fail(paused, "diverged")
+    assert store.heartbeat(paused) is False
+    assert store.release(paused) is False  # and the new holder keeps the run
+    run = store.run(run_id)
+    assert (run["status"], run["worker"], run["test_accuracy"]) == ("running", "host-b:2", None)
+    assert [e["val_accuracy"] for e in store.epochs(run_id)] == [0.1]
+
+    store.finish(taker, {"test_accuracy": 0.5})
+    with pytest.raises(ClaimLostError, match="cannot record its result: it is done now"):
+        store.finish(paused, {"test_accuracy": 0.9})
+    assert store.run(run_id)["test_accuracy"] == 0.5
+
+
+def test_a_claim_is_one_claim_not_the_worker(store):
+    # A worker that lost a run and claimed it again holds a new claim; the old one's writes
+    # (a task it still runs for the old claim) are refused.
+    (run_id,) = store.add_runs("s", [spec()]).run_ids
+    with pytest.raises(StoreError, match=f"run '{run_id}' is pending, not claimed"):
+        Claim.of(store.run(run_id))
+    first = Claim.of(store.claim_next("s", "w:1"))
+    second = Claim.of(store.claim_next("s", "w:1", stale_after_s=0.0))
+    assert first.worker == second.worker and first != second
+    assert store.heartbeat(first) is False and store.heartbeat(second) is True
+    assert store.release(second) is True
+    assert store.run(run_id)["status"] == "pending"
 
 
 def test_a_run_that_always_fails_is_retried_once_per_cutoff(store):
@@ -513,7 +555,7 @@ def test_connect_url_opens_the_same_database_and_only_it_shows_the_password(stor
     with Store.open(store.connect_url) as again:
         assert [study["name"] for study in again.studies()] == ["s"]
     password = sqlalchemy.engine.make_url(store.connect_url).password
-    if password:  # a server's URL with one (PARAMSPLIT_TEST_POSTGRES_URL)
+    if password:  # the test server's URL has one
         assert password in store.connect_url
         assert password not in store.url and password not in repr(store)
 

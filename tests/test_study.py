@@ -11,13 +11,21 @@ import sys
 import time
 
 import pytest
+import torch
 
 import paramsplit as ps
 from paramsplit.cli.study_commands import split_budgets
 from paramsplit.data import load_dataset
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store, default_worker
-from paramsplit.study import StudyDefinition, expand_study, register_study, run_study
+from paramsplit.study import (
+    StudyDefinition,
+    expand_study,
+    register_study,
+    run_spec,
+    run_study,
+    train_run,
+)
 from paramsplit.study_file import load_study_file
 
 
@@ -133,8 +141,8 @@ def test_a_failed_measurement_keeps_the_trained_result(tmp_path, small_digits, m
     assert run["metrics"]["measure_error"] == "RuntimeError: no timer here"
 
 
-def test_two_workers_finish_a_study_and_do_each_run_once(tmp_path, small_digits):
-    store = Store.open(tmp_path / "study.db")
+def test_two_workers_finish_a_study_and_do_each_run_once(database, small_digits):
+    store = Store.open(database)
     me = default_worker()
 
     def wait_for_the_other_worker(event, run):
@@ -187,6 +195,13 @@ if __name__ == "__main__":  # worker processes import this file; they must not r
     run_study(Store.open(db), study, datasets={"digits": small},
               checkpoint_dir=checkpoint_dir_for(db), workers=workers)
 """
+
+
+def registered(db: str, study: str) -> bool:
+    """Whether the study's runs are in the database yet (no file or no study: not yet)."""
+    with contextlib.suppress(ps.StoreError), Store.open(db) as store:
+        return bool(store.runs(study))
+    return False
 
 
 def test_a_study_killed_mid_run_resumes_to_completion(tmp_path):
@@ -314,16 +329,17 @@ def test_a_bad_study_file_is_refused_with_file_field_and_line(tmp_path, replace,
         load_study_file(path)
 
 
-def test_two_processes_share_a_study_and_do_each_run_once(tmp_path):
-    db = str(tmp_path / "shared.db")
+def test_two_processes_share_a_study_and_do_each_run_once(tmp_path, database):
+    db = database
     script = tmp_path / "child.py"
     script.write_text(CHILD.replace("epochs=3", "epochs=1"))
-    # Register first, so neither process starts on an empty study and leaves.
-    first = subprocess.Popen([sys.executable, str(script), db])
+    # Register first, so neither process starts on an empty study and leaves. In tmp_path:
+    # checkpoints for a server database go to the working directory's paramsplit-checkpoints.
+    first = subprocess.Popen([sys.executable, str(script), db], cwd=tmp_path)
     deadline = time.monotonic() + 60
-    while not os.path.exists(db) and time.monotonic() < deadline:
+    while not registered(db, "killed") and time.monotonic() < deadline:
         time.sleep(0.1)
-    second = subprocess.Popen([sys.executable, str(script), db])
+    second = subprocess.Popen([sys.executable, str(script), db], cwd=tmp_path)
     assert first.wait(timeout=300) == 0 and second.wait(timeout=300) == 0
     store = Store.open(db)
     runs = store.runs("killed")
@@ -351,3 +367,16 @@ def test_a_study_file_grid_names_single_networks(tmp_path):
     study = load_study_file(path)
     assert study.singles == ("resnet-26-16", "resnet-26-24", "resnet-38-16", "resnet-38-24")
     assert study.families == () and study.name == "grid"
+
+
+def test_a_per_stage_member_trains_as_planned(small_digits):
+    # A deq member with per-stage widths is rebuilt from its name (resnet-20-5.12.22), not
+    # from its depth and nominal width, which would train a different network.
+    data = small_digits["digits"]
+    deq = ps.plan_single(ps.parse_arch("resnet-20-8"), [2], input_spec=data.input_spec())[1]
+    assert not deq.member.uniform
+    spec = run_spec(deq, "digits", TrainConfig(epochs=1, batch_size=64), seed=0)
+    outcome = train_run(spec, data, "loop", torch.device("cpu"), None)
+    assert outcome.status == "done" and outcome.result is not None, outcome.reason
+    summary = outcome.result
+    assert (summary["member"], summary["member_params"]) == (deq.member.name, deq.member_params)

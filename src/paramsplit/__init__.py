@@ -34,6 +34,8 @@ _EXPORTS = {
     "parse_budget": "paramsplit.specs",
     "format_budget": "paramsplit.specs",
     "parse_members": "paramsplit.specs",
+    "MATCH_TOLERANCE": "paramsplit.specs",
+    "is_matched": "paramsplit.specs",
     # models and accounting
     "build_model": "paramsplit.models",
     "merge_members": "paramsplit.models",
@@ -59,6 +61,7 @@ _EXPORTS = {
     "plan": "paramsplit.planner",
     "plan_budget": "paramsplit.planner",
     "plan_single": "paramsplit.planner",
+    "plan_warnings": "paramsplit.planner",
     # studies and the answer
     "StudyDefinition": "paramsplit.study",
     "run_study": "paramsplit.study",

@@ -83,8 +83,8 @@ def count_params(arch: ArchSpec, input_spec: InputSpec | None = None) -> int:
     return _layer_table(arch, input_spec.channels, input_spec.num_classes).total_params
 
 
-# Width 2 has every layer any width can have: a WRN's first stage needs a projection
-# shortcut only when 16 != 16·w, i.e. at every width but 1.
+# Width 2 has every layer any stage widths can have: a WRN's first stage needs a projection
+# shortcut only when its width is not the stem's 16, i.e. at every uniform width but 1.
 _REFERENCE_WIDTH = 2
 
 
@@ -155,6 +155,7 @@ class ArchDescription:
             "family": arch.family,
             "depth": arch.depth,
             "width": arch.width,
+            "stage_widths": list(arch.stage_widths),
             "units": arch.units,
             "total_params": self.profile.total_params,
             "flops_per_image": self.profile.flops_per_image,

@@ -53,3 +53,21 @@ class StudyFileError(ParamSplitError):
 
 class ReportError(ParamSplitError):
     """A report that cannot be written where it was asked to go."""
+
+
+class ClaimLostError(StoreError):
+    """A write for a run that this worker no longer holds: another worker took it over (this
+    one was paused past the stale-claim limit), or it was given back."""
+
+
+class StoreWriteError(StoreError):
+    """A write the database cannot take now (disk full, locked by another process, read-only);
+    the study pauses, and the same command resumes it."""
+
+
+class DiskFullError(ParamSplitError):
+    """No space left to write a checkpoint: the study pauses, and the same command resumes it."""
+
+
+class CheckpointError(ParamSplitError):
+    """A checkpoint that cannot be used: unreadable, truncated, corrupt, or another run's."""

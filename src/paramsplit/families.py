@@ -43,6 +43,10 @@ class FamilyInfo:
     aliases: tuple[str, ...]
     published: tuple[PublishedConfig, ...]
     weight_decay: float  # the family's customary value in its paper's CIFAR recipe
+    # Stage i's width is stage_multipliers[i] * width: its channels (resnet, wrn, vgg) or
+    # its dense block's growth rate (densenet-bc).
+    stage_multipliers: tuple[int, ...]
+    stage_meaning: str
 
     @property
     def min_depth(self) -> int:
@@ -53,6 +57,20 @@ class FamilyInfo:
         if self.depth_step == 1:
             return f"any depth >= {self.min_depth}"
         return f"{self.depth_step}n+{self.depth_offset}, n >= 1"
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.stage_multipliers)
+
+    def stage_widths_for(self, width: int) -> tuple[int, ...]:
+        """The stage widths of the uniform network of this width."""
+        return tuple(multiplier * width for multiplier in self.stage_multipliers)
+
+    def nominal_width(self, stage_widths: tuple[int, ...]) -> int:
+        """The uniform width closest to these stage widths: sum(widths) / sum(multipliers),
+        rounded half up, at least 1. Exact for uniform stage widths."""
+        total = sum(self.stage_multipliers)
+        return max(1, (2 * sum(stage_widths) + total) // (2 * total))
 
     def units_for_depth(self, depth: int) -> int:
         """The number of repeated units (blocks per stage, layers per block) at this depth."""
@@ -88,6 +106,8 @@ FAMILIES: tuple[FamilyInfo, ...] = (
         default_width=16,
         aliases=("cifar-resnet",),
         weight_decay=1e-4,
+        stage_multipliers=(1, 2, 4),
+        stage_meaning="channels of each stage",
         published=(
             PublishedConfig("resnet-20-16", 272_474, "0.27M", "He et al. 2016, Table 6", _OPTION_B),
             PublishedConfig("resnet-56-16", 855_770, "0.85M", "He et al. 2016, Table 6", _OPTION_B),
@@ -107,6 +127,8 @@ FAMILIES: tuple[FamilyInfo, ...] = (
         default_width=10,
         aliases=("wide-resnet", "wideresnet"),
         weight_decay=5e-4,
+        stage_multipliers=(16, 32, 64),
+        stage_meaning="channels of each stage",
         published=(
             PublishedConfig(
                 "wrn-28-10", 36_479_194, "36.5M", "Zagoruyko & Komodakis 2016, Table 4"
@@ -126,6 +148,8 @@ FAMILIES: tuple[FamilyInfo, ...] = (
         default_width=12,
         aliases=("densenet", "densenetbc"),
         weight_decay=1e-4,
+        stage_multipliers=(1, 1, 1),
+        stage_meaning="growth rate of each dense block (stem: twice the first)",
         published=(
             PublishedConfig("densenet-bc-100-12", 769_162, "0.8M", "Huang et al. 2017, Table 2"),
             PublishedConfig(
@@ -147,6 +171,8 @@ FAMILIES: tuple[FamilyInfo, ...] = (
         default_width=64,
         aliases=(),
         weight_decay=5e-4,
+        stage_multipliers=(1, 2, 4, 8, 8),
+        stage_meaning="channels of each stage",
         published=(
             PublishedConfig("vgg-11-64", 9_231_114, "9.2M", "Simonyan & Zisserman 2015, config A"),
             PublishedConfig(

@@ -1,76 +1,72 @@
-"""The design space under a parameter budget: single networks and their deq/weq ensembles.
+"""The design space: single networks and their deq/weq ensembles, each matched to |S|.
 
 Two ways in, one planner:
-- budget mode (`plan_budget`): for a budget B, the single network of a family at a fixed
-  depth with its width solved, and for each k a deq ensemble (members keep the depth, width
-  solved) and a weq ensemble (members keep the single network's width, depth solved), all
-  matched to B;
-- single mode (`plan_single`, the study's method): from S(w, d), deq keeps d and solves w',
-  weq keeps w and solves d', matched to |S|.
+- budget mode (`plan_budget`): for a budget B, the single network S of a family at a fixed
+  depth, its width solved for B;
+- single mode (`plan_single`, the study's method): S(w, d) is given.
 
-Sizes are solved by a search whose every decision rests on exact counts of built modules
-(`paramsplit.accounting`); a scaling guess only picks where the search starts.
+Either way every ensemble is matched to |S|, the exact parameter count of the single network
+it is compared with, not to B: S rarely has exactly B parameters, and the verdict compares
+the ensemble with S. deq members keep S's depth and solve their width, per stage
+(`paramsplit.matching`); weq members keep S's stage widths and solve their depth. Every row
+carries its ratio to the budget and to |S|, whether that comparison is matched
+(`paramsplit.specs.is_matched`), and where it is not, the rule that would do better or why
+none can.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
 from paramsplit.accounting import count_params, profile_arch
 from paramsplit.errors import BudgetError, SpecError, UsageError
-from paramsplit.families import FamilyInfo, get_family
+from paramsplit.families import get_family
+from paramsplit.matching import (
+    Choice,
+    MatchKind,
+    MatchRule,
+    decide,
+    largest_fitting,
+    match_depth,
+    match_width,
+)
 from paramsplit.specs import (
+    MATCH_TOLERANCE,
     ArchSpec,
     DesignClass,
     DesignSpec,
     InputSpec,
     format_budget,
+    is_matched,
     parse_arch,
     parse_budget,
     parse_members,
 )
 
-MatchKind = Literal["le", "nearest", "tol"]
-
-
-@dataclass(frozen=True)
-class MatchRule:
-    """How member size is picked for a budget.
-
-    `le`: the largest member with k·|member| <= budget (the study's rule; never exceeds it).
-    `nearest`: the member whose total is closest to the budget, either side (ties: smaller).
-    `tol:X`: the nearest, provided the total is within a fraction X of the budget.
-    """
-
-    kind: MatchKind = "le"
-    tolerance: float = 0.0
-
-    @property
-    def name(self) -> str:
-        return f"tol:{self.tolerance:g}" if self.kind == "tol" else self.kind
-
-    @classmethod
-    def parse(cls, text: str) -> MatchRule:
-        cleaned = text.strip().lower()
-        if cleaned in ("le", "nearest"):
-            return cls(cleaned)  # type: ignore[arg-type]
-        match = re.fullmatch(r"tol:([0-9]*\.?[0-9]+)(%?)", cleaned)
-        if match:
-            tolerance = float(match[1]) / (100 if match[2] else 1)
-            if 0 <= tolerance < 1:
-                return cls("tol", tolerance)
-        raise SpecError(
-            f"unknown matching rule '{text}'; allowed: 'le', 'nearest', 'tol:X' with 0 <= X < 1 "
-            "(e.g. 'tol:0.05')"
-        )
+__all__ = [
+    "MatchRule",
+    "PlannedDesign",
+    "largest_fitting",
+    "plan",
+    "plan_budget",
+    "plan_single",
+    "plan_warnings",
+]
 
 
 @dataclass(frozen=True)
 class PlannedDesign:
-    """One row of a plan. Infeasible designs keep their row, with `reason` saying why."""
+    """One row of a plan. Infeasible designs keep their row, with `reason` saying why.
+
+    `single_params` is |S|, the single network's exact count, which ensembles are matched
+    to; `budget_params` the budget of the plan (|S| itself in single mode). A row whose
+    `ratio_to_single` lies outside `tolerance` is unmatched; then either `better_rule` names
+    the rule that would match it (`better_ratio`, `better_design`: what that rule picks), or
+    `note` says why no design of this class can (e.g. the family's depth steps).
+    `num_counted` is how many candidate members were counted exactly to size the row.
+    """
 
     design_class: DesignClass
     num_members: int
@@ -78,10 +74,17 @@ class PlannedDesign:
     budget_params: int
     match_rule: str
     input_spec: InputSpec
+    single_params: int
+    tolerance: tuple[float, float] = MATCH_TOLERANCE
     member: ArchSpec | None = None
     member_params: int | None = None
     flops_per_image: int | None = None
     reason: str | None = None
+    note: str | None = None
+    better_rule: str | None = None
+    better_ratio: float | None = None
+    better_design: str | None = None
+    num_counted: int = 0
 
     @property
     def feasible(self) -> bool:
@@ -93,8 +96,19 @@ class PlannedDesign:
 
     @property
     def ratio(self) -> float | None:
+        """Total parameters / the budget."""
         total = self.total_params
         return None if total is None else total / self.budget_params
+
+    @property
+    def ratio_to_single(self) -> float | None:
+        """Total parameters / |S|: what the comparison with the single network rests on."""
+        total = self.total_params
+        return None if total is None else total / self.single_params
+
+    @property
+    def matched(self) -> bool:
+        return is_matched(self.ratio_to_single, self.tolerance)
 
     @property
     def design(self) -> DesignSpec | None:
@@ -103,20 +117,30 @@ class PlannedDesign:
         return DesignSpec(self.design_class, self.num_members, self.member)
 
     def to_dict(self) -> dict[str, Any]:
-        design = self.design
+        design, member = self.design, self.member
         return {
             "design": design.name if design else None,
             "design_class": self.design_class.value,
             "num_members": self.num_members,
             "family": self.family,
-            "member": self.member.name if self.member else None,
-            "member_depth": self.member.depth if self.member else None,
-            "member_width": self.member.width if self.member else None,
+            "member": member.name if member else None,
+            "member_depth": member.depth if member else None,
+            "member_width": member.width if member else None,
+            "member_stage_widths": list(member.stage_widths) if member else None,
             "member_params": self.member_params,
             "total_params": self.total_params,
             "budget_params": self.budget_params,
             "ratio": self.ratio,
+            "single_params": self.single_params,
+            "ratio_to_single": self.ratio_to_single,
+            "matched": self.matched,
+            "tolerance": list(self.tolerance),
             "match_rule": self.match_rule,
+            "note": self.note,
+            "better_rule": self.better_rule,
+            "better_ratio": self.better_ratio,
+            "better_design": self.better_design,
+            "num_counted": self.num_counted,
             "flops_per_image": self.flops_per_image,
             "input": self.input_spec.name,
             "num_classes": self.input_spec.num_classes,
@@ -125,129 +149,111 @@ class PlannedDesign:
         }
 
 
-def largest_fitting(
-    count: Callable[[int], int], target: int, lowest: int, guess: int
-) -> int | None:
-    """The largest x >= lowest with count(x) <= target, for count increasing in x.
-
-    Gallops from `guess` (doubling steps) to bracket the answer, then bisects: a good guess
-    costs two or three evaluations, a bad one a logarithmic number.
-    """
-    if count(lowest) > target:
-        return None
-    x = max(lowest, guess)
-    if count(x) <= target:
-        step = 1
-        while count(x + step) <= target:
-            x, step = x + step, step * 2
-        fits, too_big = x, x + step
-    else:
-        too_big, step = x, 1
-        while too_big - step > lowest and count(too_big - step) > target:
-            too_big, step = too_big - step, step * 2
-        fits = max(lowest, too_big - step)
-    while too_big - fits > 1:
-        middle = (fits + too_big) // 2
-        if count(middle) <= target:
-            fits = middle
-        else:
-            too_big = middle
-    return fits
-
-
-@dataclass(frozen=True)
-class _Knob:
-    """One free knob of a member (its width or its depth units) and how it sizes the member."""
-
-    lowest: int
-    reference: int
-    build: Callable[[int], ArchSpec]
-    exponent: float  # params grow roughly as knob**exponent: 2 for width, 1 for depth
-
-
-def _choose(
-    knob: _Knob, num_members: int, budget: int, rule: MatchRule, input_spec: InputSpec
-) -> tuple[ArchSpec | None, str | None]:
-    """Pick the knob value for k members under the rule; (None, reason) if impossible."""
-
-    def total(value: int) -> int:
-        return num_members * count_params(knob.build(value), input_spec)
-
-    def described(value: int) -> str:
-        return f"{DesignSpec.of(num_members, knob.build(value)).name} ({total(value):,} params)"
-
-    reference_total = total(knob.reference)
-    guess = max(
-        knob.lowest, round(knob.reference * (budget / reference_total) ** (1 / knob.exponent))
-    )
-    fits = largest_fitting(total, budget, knob.lowest, guess)
-    if rule.kind == "le":
-        if fits is None:
-            return None, f"the smallest, {described(knob.lowest)}, exceeds the budget"
-        return knob.build(fits), None
-    candidates = [knob.lowest] if fits is None else [fits, fits + 1]
-    best = min(candidates, key=lambda value: (abs(total(value) - budget), value))
-    off = total(best) / budget - 1
-    if rule.kind == "tol" and abs(off) > rule.tolerance:
-        return None, (
-            f"the closest, {described(best)}, is {off:+.1%} off the budget "
-            f"(tolerance ±{rule.tolerance:.1%})"
-        )
-    return knob.build(best), None
-
-
-def _width_knob(info: FamilyInfo, depth: int) -> _Knob:
-    return _Knob(1, info.default_width, lambda w: ArchSpec(info.name, depth, w), 2.0)
-
-
-def _depth_knob(info: FamilyInfo, width: int, reference_depth: int) -> _Knob:
-    return _Knob(
-        1,
-        info.units_for_depth(reference_depth),
-        lambda units: ArchSpec(info.name, info.depth_for_units(units), width),
-        1.0,
-    )
-
-
-def _row(
-    design_class: DesignClass,
-    num_members: int,
-    info: FamilyInfo,
-    budget: int,
-    rule: MatchRule,
-    input_spec: InputSpec,
-    member: ArchSpec | None,
-    reason: str | None = None,
-) -> PlannedDesign:
-    base = PlannedDesign(design_class, num_members, info.name, budget, rule.name, input_spec)
-    if member is None:
-        return replace(base, reason=reason)
-    profile = profile_arch(member, input_spec)
+def _with_member(row: PlannedDesign, member: ArchSpec) -> PlannedDesign:
+    profile = profile_arch(member, row.input_spec)
     return replace(
-        base,
+        row,
         member=member,
         member_params=profile.total_params,
-        flops_per_image=num_members * profile.flops_per_image,
+        flops_per_image=row.num_members * profile.flops_per_image,
     )
+
+
+def _explained(
+    row: PlannedDesign, choice: Choice, rule: MatchRule, single: ArchSpec
+) -> PlannedDesign:
+    """The row with, if it is unmatched, the rule that would match it, or (if it has a member:
+    an infeasible row has its reason) why none can."""
+    if row.matched:
+        return row
+    others: list[MatchKind] = [kind for kind in ("le", "nearest") if kind != rule.kind]
+    for kind in others:
+        candidate = choice.pick(kind)
+        if candidate is None or candidate.member == row.member:
+            continue
+        ratio = candidate.total_params / row.single_params
+        if is_matched(ratio, row.tolerance):
+            design = DesignSpec(row.design_class, row.num_members, candidate.member)
+            return replace(row, better_rule=kind, better_ratio=ratio, better_design=design.name)
+    if row.member is None:
+        return row
+    sides = " and ".join(
+        f"{c.total_params / row.single_params:.3f} "
+        f"({DesignSpec(row.design_class, row.num_members, c.member).name})"
+        for c in (choice.below, choice.above)
+        if c is not None
+    )
+    closest = f"the closest {row.design_class.value} totals are {sides} × |S|"
+    if row.design_class is DesignClass.WEQ:
+        info = single.info
+        layers = "layer" if info.depth_step == 1 else "layers"
+        return replace(
+            row, note=f"{info.name} depth moves in steps of {info.depth_step} {layers}: {closest}"
+        )
+    return replace(row, note=f"stage widths come in whole units: {closest}")
 
 
 def _ensemble_rows(
-    single: ArchSpec, budget: int, members: Sequence[int], rule: MatchRule, input_spec: InputSpec
+    single: PlannedDesign, members: Sequence[int], rule: MatchRule
 ) -> list[PlannedDesign]:
-    info = single.info
+    assert single.member is not None and single.member_params is not None
+    arch, input_spec = single.member, single.input_spec
+    target = single.member_params
+    label = f"the single network's {target:,} params"
     rows = []
     for k in sorted(set(members)):
         if k < 1:
             raise SpecError(f"number of members must be >= 1, got {k}")
         if k == 1:
             continue  # one member is the single network, already planned
-        for design_class, knob in (
-            (DesignClass.DEQ, _width_knob(info, single.depth)),
-            (DesignClass.WEQ, _depth_knob(info, single.width, single.depth)),
-        ):
-            member, reason = _choose(knob, k, budget, rule, input_spec)
-            rows.append(_row(design_class, k, info, budget, rule, input_spec, member, reason))
+        for design_class in (DesignClass.DEQ, DesignClass.WEQ):
+            if design_class is DesignClass.DEQ:
+                choice = match_width(arch.info, arch.depth, k, target, input_spec, per_stage=True)
+            else:
+                choice = match_depth(arch, k, target, input_spec)
+            member, reason = decide(choice, rule, label)
+            row = PlannedDesign(
+                design_class,
+                k,
+                single.family,
+                single.budget_params,
+                single.match_rule,
+                input_spec,
+                single_params=target,
+                tolerance=single.tolerance,
+                reason=reason,
+                num_counted=choice.num_counted,
+            )
+            if member is not None:
+                row = _with_member(row, member)
+            rows.append(_explained(row, choice, rule, arch))
     return rows
+
+
+def _single_row(
+    single: ArchSpec,
+    budget: int,
+    rule: MatchRule,
+    input_spec: InputSpec,
+    tolerance: tuple[float, float],
+    num_counted: int = 1,
+) -> PlannedDesign:
+    base = PlannedDesign(
+        DesignClass.SINGLE,
+        1,
+        single.family,
+        budget,
+        rule.name,
+        input_spec,
+        single_params=count_params(single, input_spec),
+        tolerance=tolerance,
+        num_counted=num_counted,
+    )
+    return _with_member(base, single)
+
+
+def _rule(match: MatchRule | str) -> MatchRule:
+    return match if isinstance(match, MatchRule) else MatchRule.parse(match)
 
 
 def plan_budget(
@@ -258,23 +264,27 @@ def plan_budget(
     depth: int | None = None,
     match: MatchRule | str = "le",
     input_spec: InputSpec | None = None,
+    tolerance: tuple[float, float] = MATCH_TOLERANCE,
 ) -> list[PlannedDesign]:
-    """Budget mode: the single network for `budget` and its deq/weq ensembles per k."""
+    """Budget mode: the single network for `budget`, and its deq/weq ensembles per k, each
+    matched to the single network's |S|."""
     info = get_family(family)
-    rule = match if isinstance(match, MatchRule) else MatchRule.parse(match)
+    rule = _rule(match)
     input_spec = input_spec or InputSpec()
     if budget <= 0:
         raise BudgetError(f"budget must be a positive number of parameters, got {budget}")
     depth = info.default_depth if depth is None else depth
     info.units_for_depth(depth)
-    single, reason = _choose(_width_knob(info, depth), 1, budget, rule, input_spec)
+    # The single network keeps uniform widths: it is the reference, named as in the papers.
+    choice = match_width(info, depth, 1, budget, input_spec, per_stage=False)
+    single, reason = decide(choice, rule, "the budget")
     if single is None:
         raise BudgetError(
             f"no single {info.name}-{depth} matches a budget of {format_budget(budget)} "
             f"({budget:,} params) under rule '{rule.name}': {reason}"
         )
-    rows = [_row(DesignClass.SINGLE, 1, info, budget, rule, input_spec, single)]
-    return rows + _ensemble_rows(single, budget, members, rule, input_spec)
+    row = _single_row(single, budget, rule, input_spec, tolerance, choice.num_counted)
+    return [row, *_ensemble_rows(row, members, rule)]
 
 
 def plan_single(
@@ -283,13 +293,14 @@ def plan_single(
     *,
     match: MatchRule | str = "le",
     input_spec: InputSpec | None = None,
+    tolerance: tuple[float, float] = MATCH_TOLERANCE,
 ) -> list[PlannedDesign]:
     """Single mode (the study's method): S(w, d) and its deq/weq ensembles matched to |S|."""
-    rule = match if isinstance(match, MatchRule) else MatchRule.parse(match)
+    rule = _rule(match)
     input_spec = input_spec or InputSpec()
     budget = count_params(single, input_spec)
-    rows = [_row(DesignClass.SINGLE, 1, single.info, budget, rule, input_spec, single)]
-    return rows + _ensemble_rows(single, budget, members, rule, input_spec)
+    row = _single_row(single, budget, rule, input_spec, tolerance)
+    return [row, *_ensemble_rows(row, members, rule)]
 
 
 def plan(
@@ -301,6 +312,7 @@ def plan(
     depth: int | None = None,
     match: MatchRule | str = "le",
     input_spec: InputSpec | None = None,
+    tolerance: tuple[float, float] = MATCH_TOLERANCE,
 ) -> list[PlannedDesign]:
     """The design space: budget mode with `family` and `budget`, single mode with `single`.
 
@@ -314,7 +326,9 @@ def plan(
                 "(--family, --budget, optionally --depth), not both"
             )
         arch = parse_arch(single) if isinstance(single, str) else single
-        return plan_single(arch, member_counts, match=match, input_spec=input_spec)
+        return plan_single(
+            arch, member_counts, match=match, input_spec=input_spec, tolerance=tolerance
+        )
     if family is None or budget is None:
         raise UsageError(
             "give a family and a budget (--family, --budget), or a single network (--single)"
@@ -326,4 +340,23 @@ def plan(
         depth=depth,
         match=match,
         input_spec=input_spec,
+        tolerance=tolerance,
     )
+
+
+def plan_warnings(rows: Sequence[PlannedDesign]) -> list[str]:
+    """One line per feasible ensemble whose ratio to |S| is outside the tolerance."""
+    warnings = []
+    for row in rows:
+        design, ratio = row.design, row.ratio_to_single
+        if design is None or ratio is None or row.matched:
+            continue
+        low, high = row.tolerance
+        hint = row.note
+        if row.better_rule is not None:
+            hint = f"{row.better_rule} gives {row.better_ratio:.3f} ({row.better_design})"
+        warnings.append(
+            f"{design.name} ({row.design_class.value}): {ratio:.3f} × |S|, outside "
+            f"[{low:.2f}, {high:.2f}]" + (f"; {hint}" if hint else "")
+        )
+    return warnings

@@ -7,6 +7,7 @@ and `parse_design(d.name, d.design_class) == d` (a name does not say deq or weq)
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from enum import StrEnum
@@ -19,11 +20,22 @@ MIN_SPATIAL = 8  # the smallest input side every family is tested on (8×8 digit
 
 @dataclass(frozen=True)
 class ArchSpec:
-    """One network of a family: FAMILY-DEPTH-WIDTH, e.g. `resnet-20-16`, `wrn-28-10`."""
+    """One network of a family: FAMILY-DEPTH-WIDTH, e.g. `resnet-20-16`, `wrn-28-10`.
+
+    `stage_widths` are the widths of the family's stages: channels per stage (resnet, wrn,
+    vgg) or the growth rate of each dense block (densenet-bc). Left out, they are the uniform
+    ones, `multiplier * width` per stage (`FamilyInfo.stage_multipliers`). Given, `width` must
+    be their nominal width (`FamilyInfo.nominal_width`); `ArchSpec.from_stage_widths` works it
+    out. A network whose stage widths are not uniform is named by them, dot-separated:
+    `resnet-56-8.16.31` has stages of 8, 16 and 31 channels, `densenet-bc-100-6.6.7` growth
+    rates 6, 6 and 7. Uniform networks keep their plain name (`resnet-56-8`, not
+    `resnet-56-8.16.32`), so each network has exactly one spec and one name.
+    """
 
     family: str
     depth: int
     width: int
+    stage_widths: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         info = get_family(self.family)
@@ -32,10 +44,47 @@ class ArchSpec:
         info.units_for_depth(self.depth)
         if self.width < 1:
             raise SpecError(f"width must be >= 1 for {self.family}, got {self.width}")
+        if not self.stage_widths:
+            object.__setattr__(self, "stage_widths", info.stage_widths_for(self.width))
+            return
+        stages = tuple(self.stage_widths)
+        object.__setattr__(self, "stage_widths", stages)
+        text = ".".join(map(str, stages))
+        if len(stages) != info.num_stages:
+            raise SpecError(
+                f"{self.family} has {info.num_stages} stages, got {len(stages)} stage widths "
+                f"({text})"
+            )
+        if min(stages) < 1:
+            raise SpecError(f"stage widths must be >= 1 for {self.family}, got {text}")
+        nominal = info.nominal_width(stages)
+        if self.width != nominal:
+            raise SpecError(
+                f"width {self.width} does not match stage widths {text} of {self.family} "
+                f"(their nominal width is {nominal})"
+            )
+
+    @classmethod
+    def from_stage_widths(cls, family: str, depth: int, stage_widths: Sequence[int]) -> ArchSpec:
+        """The network with these stage widths, its width the nominal one."""
+        info = get_family(family)
+        stages = tuple(stage_widths)
+        width = info.nominal_width(stages) if len(stages) == info.num_stages else 1
+        return cls(info.name, depth, width, stages)
+
+    @property
+    def uniform(self) -> bool:
+        """Whether every stage has the width the family gives it at `width`."""
+        return self.stage_widths == self.info.stage_widths_for(self.width)
+
+    @property
+    def width_label(self) -> str:
+        """The width part of the name: `8`, or `8.16.31` when the stages are not uniform."""
+        return str(self.width) if self.uniform else ".".join(map(str, self.stage_widths))
 
     @property
     def name(self) -> str:
-        return f"{self.family}-{self.depth}-{self.width}"
+        return f"{self.family}-{self.depth}-{self.width_label}"
 
     @property
     def info(self) -> FamilyInfo:
@@ -90,6 +139,44 @@ class DesignSpec:
         return self.name
 
 
+# A comparison between an ensemble and its single network is "matched" when the ensemble's
+# total parameters lie within this range of the single network's |S| (both ends included).
+# Below it the ensemble is handicapped, above it favoured; either way the verdict is tilted.
+MATCH_TOLERANCE: tuple[float, float] = (0.90, 1.00)
+
+
+def is_matched(
+    ratio_to_single: float | None, tolerance: tuple[float, float] = MATCH_TOLERANCE
+) -> bool:
+    """Whether total / |S| lies in `tolerance` (inclusive); an unknown ratio is not matched.
+
+    A 1e-9 slack absorbs the float noise of a ratio computed indirectly, e.g. from two
+    ratios to the budget, (T / B) / (|S| / B); it is far below one parameter in any network
+    under 10^9 parameters, so it never matches a total that is really out of range.
+    """
+    if ratio_to_single is None:
+        return False
+    low, high = tolerance
+    return low - 1e-9 <= ratio_to_single <= high + 1e-9
+
+
+def parse_tolerance(text: str) -> tuple[float, float]:
+    """Parse a matching tolerance `LOW,HIGH` of ratios total / |S|, e.g. `0.9,1.0`."""
+    parts = text.replace(" ", "").split(",")
+    try:
+        low, high = (float(part) for part in parts)
+    except ValueError:
+        raise UsageError(
+            f"--match-tolerance must be two ratios LOW,HIGH of total / |S| such as 0.9,1.0, "
+            f"got '{text}'"
+        ) from None
+    if not 0 < low <= 1 <= high:
+        raise UsageError(
+            f"--match-tolerance must satisfy 0 < LOW <= 1 <= HIGH, got '{text}' (e.g. 0.9,1.0)"
+        )
+    return low, high
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """What the network sees: channels × height × width, and how many classes it predicts."""
@@ -119,22 +206,32 @@ class InputSpec:
         return f"{self.channels}x{self.height}x{self.width}"
 
 
-_ARCH_PATTERN = re.compile(r"^(?P<family>[a-z][a-z-]*?)-(?P<depth>\d+)(?:-w?(?P<width>\d+))?$")
+_ARCH_PATTERN = re.compile(
+    r"^(?P<family>[a-z][a-z-]*?)-(?P<depth>\d+)(?:-w?(?P<width>\d+(?:\.\d+)*))?$"
+)
 _DESIGN_PATTERN = re.compile(r"^(?:(?P<k>\d+)\s*[x×*]\s*)?(?P<arch>\S+)$")
 
 
 def parse_arch(text: str) -> ArchSpec:
-    """Parse `FAMILY-DEPTH[-WIDTH]`; a missing width is the family default (`resnet-20`)."""
+    """Parse `FAMILY-DEPTH[-WIDTH]`; a missing width is the family default (`resnet-20`).
+
+    WIDTH is one number, or one per stage separated by dots (`resnet-56-8.16.31`).
+    """
     cleaned = text.strip().lower()
     match = _ARCH_PATTERN.match(cleaned)
     if not match:
         raise SpecError(
             f"cannot parse architecture '{text}'; expected FAMILY-DEPTH-WIDTH such as "
-            "'resnet-20-16', 'wrn-28-10', 'densenet-bc-100-12' or a shorthand like 'resnet-56'"
+            "'resnet-20-16', 'wrn-28-10', 'densenet-bc-100-12', with one width per stage like "
+            "'resnet-56-8.16.31', or a shorthand like 'resnet-56'"
         )
     info = get_family(match["family"])
+    depth = int(match["depth"])
+    if match["width"] and "." in match["width"]:
+        stages = [int(part) for part in match["width"].split(".")]
+        return ArchSpec.from_stage_widths(info.name, depth, stages)
     width = int(match["width"]) if match["width"] else info.default_width
-    return ArchSpec(info.name, int(match["depth"]), width)
+    return ArchSpec(info.name, depth, width)
 
 
 def parse_design(text: str, design_class: DesignClass | None = None) -> DesignSpec:

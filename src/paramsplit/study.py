@@ -9,7 +9,9 @@ machine share a study through the store's claims, as processes on several machin
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import errno
 import functools
 import os
 import time
@@ -24,20 +26,27 @@ import torch
 from paramsplit import study_workers
 from paramsplit.accounting import count_params
 from paramsplit.data import DatasetTensors, load_dataset
-from paramsplit.errors import ParamSplitError, UsageError
+from paramsplit.errors import (
+    CheckpointError,
+    ClaimLostError,
+    DiskFullError,
+    ParamSplitError,
+    StoreError,
+    UsageError,
+)
 from paramsplit.measure import measure_design
 from paramsplit.planner import PlannedDesign, plan_budget, plan_single
 from paramsplit.specs import (
     DESIGN_CLASSES,
-    ArchSpec,
     DesignClass,
     DesignSpec,
     InputSpec,
     TrainConfig,
     parse_arch,
 )
-from paramsplit.store import Store, default_worker
+from paramsplit.store import Claim, Store, default_worker
 from paramsplit.train import TrainResult, restore_executor, train_design
+from paramsplit.train.checkpoint import remove_checkpoint, set_aside
 
 # What to measure after training. Peak memory does not depend on the seed, and on CPU costs
 # a child process per figure, so `first-seed` measures it for each design's lowest seed only.
@@ -193,6 +202,8 @@ def register_study(
     return specs, infeasible
 
 
+# ("start", run) and ("end", run); ("lost", run) when another worker took the run over
+# (this one was paused past the stale-claim limit) and this one stopped it.
 RunCallback = Callable[[str, dict[str, Any]], None]
 # ("step", step, steps, {"epoch"}), ("epoch", epoch, epochs, {...}), ("measure", 0, 1, {});
 # and ("study", done, total, {}) while this process waits for other workers to finish.
@@ -246,8 +257,15 @@ def run_study(
     With `workers` > 1, this process and `workers` - 1 child processes claim runs side by
     side, each running torch on `threads` threads (default: the cores shared out). The
     callbacks follow this process's own runs. Ctrl-C stops them all; their runs go back.
-    Workers import the calling script, so a script calls this under
-    `if __name__ == "__main__":`, as with any spawned process.
+    Workers end with this process, however it ends (see `study_workers`). Workers import
+    the calling script, so a script calls this under `if __name__ == "__main__":`, as with
+    any spawned process.
+
+    A run's progress and result are written under its claim: a worker that lost the claim
+    (paused past the stale-claim limit while another took the run over) stops that run and
+    writes nothing more for it. A full disk, or a database that refuses writes, pauses the
+    study: the run is given back where possible and `DiskFullError` or `StoreWriteError`
+    says what to fix; the same call resumes it.
     """
     if workers < 1:
         raise UsageError(f"workers must be >= 1, got {workers}")
@@ -315,9 +333,13 @@ def _work(
         folder = settings.checkpoint_dir
         checkpoint = folder / f"{run['run_id']}.pt" if folder else None
         measure = study.measurement_for(run["spec"]["seed"])
-        _execute(store, run, datasets, settings, measure, on_progress, checkpoint)
-        if on_run is not None:
+        held = _execute(store, run, datasets, settings, measure, on_progress, checkpoint)
+        if on_run is None:
+            continue
+        if held:
             on_run("end", store.run(run["run_id"]))
+        else:
+            on_run("lost", run)
 
 
 def _work_in_worker(
@@ -330,7 +352,16 @@ def _work_in_worker(
         _work(store, study, on_device, settings, None, None)
 
 
-Outcome = tuple[str, Any]  # ("done", result summary) or ("failed", reason)
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended, as data (also what a Ray task sends back): `done` with its `result`
+    summary, or `failed` with a `reason`; `notes` say what else happened on the way (a
+    checkpoint set aside)."""
+
+    status: str
+    result: dict[str, Any] | None = None
+    reason: str | None = None
+    notes: tuple[str, ...] = ()
 
 
 def train_run(
@@ -342,38 +373,52 @@ def train_run(
     progress: ProgressCallback | None = None,
     measure: str = "none",
 ) -> Outcome:
-    """Train one run's spec, then measure it (`measure`: 'all', 'latency' or 'none'); how it
-    ended, as data (also what a Ray task sends back)."""
+    """Train one run's spec, then measure it (`measure`: 'all', 'latency' or 'none').
+
+    A checkpoint that cannot be used (unreadable, corrupt, another run's) is set aside, with
+    a note, and the run starts from epoch 1. What is not the run's fault is raised, not
+    recorded: `DiskFullError`, and a `StoreError` from `progress` (the claim was lost, or
+    the database refused a write).
+    """
+    # The member's name carries its depth and every stage's width (`resnet-56-8.16.31`).
     design = DesignSpec(
-        DesignClass(spec["design_class"]),
-        spec["num_members"],
-        ArchSpec(spec["family"], spec["member_depth"], spec["member_width"]),
+        DesignClass(spec["design_class"]), spec["num_members"], parse_arch(spec["member"])
     )
     config = TrainConfig(**{**spec["config"], "milestones": tuple(spec["config"]["milestones"])})
+    train = functools.partial(
+        train_design, design, dataset, config, spec["seed"], executor=executor, device=device,
+        progress=progress, checkpoint=checkpoint,
+    )  # fmt: skip
+    notes: list[str] = []
     try:
-        result = train_design(
-            design,
-            dataset,
-            config,
-            spec["seed"],
-            executor=executor,
-            device=device,
-            progress=progress,
-            checkpoint=checkpoint,
-        )
+        try:
+            result = train()
+        except CheckpointError as error:  # raised as it loads, before any training
+            assert checkpoint is not None
+            rejected = set_aside(checkpoint)
+            notes.append(f"{error}; set aside as {rejected.name}, the run started from epoch 1")
+            result = train()
+    except (StoreError, DiskFullError):
+        raise
     except torch.cuda.OutOfMemoryError:
-        return "failed", "oom"
+        return Outcome("failed", reason="oom", notes=tuple(notes))
     except Exception as error:  # one run's failure must not stop the study: record it
-        return "failed", f"error: {type(error).__name__}: {error}"
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            raise DiskFullError(
+                f"disk full while training: {error}; free space and run the same command "
+                "again: the run resumes from its last checkpoint"
+            ) from None
+        reason = f"error: {type(error).__name__}: {error}"
+        return Outcome("failed", reason=reason, notes=tuple(notes))
     if result.status != "done":
-        return "failed", f"{result.status}: {result.reason}"
+        return Outcome("failed", reason=f"{result.status}: {result.reason}", notes=tuple(notes))
     summary = result.to_dict()
     if measure != "none":
         if progress is not None:
             progress("measure", 0, 1, {})
         measured = measure_run(result, dataset, device, memory=measure == "all")
         summary |= {key: value for key, value in measured.items() if key not in summary}
-    return "done", summary
+    return Outcome("done", result=summary, notes=tuple(notes))
 
 
 def measure_run(
@@ -398,23 +443,27 @@ def with_load(outcome: Outcome, workers: int) -> Outcome:
     (`concurrent_workers`), and whether its post-training latency was taken beside other
     workers' training (`latency_under_load`): such times compare fairly only with times
     taken under the same load; `paramsplit measure` takes latency side by side, alone."""
-    status, payload = outcome
-    if status != "done":
+    if outcome.status != "done" or outcome.result is None:
         return outcome
-    load = {"concurrent_workers": workers}
-    if payload.get("latency_ms_batch1") is not None:
+    load: dict[str, Any] = {"concurrent_workers": workers}
+    if outcome.result.get("latency_ms_batch1") is not None:
         load["latency_under_load"] = workers > 1
-    return status, {**payload, **load}
+    return dataclasses.replace(outcome, result={**outcome.result, **load})
 
 
-def record_outcome(store: Store, run_id: str, outcome: Outcome, checkpoint: Path | None) -> None:
-    status, payload = outcome
-    if status == "done":
-        store.finish(run_id, payload)
+def record_outcome(store: Store, claim: Claim, outcome: Outcome, checkpoint: Path | None) -> None:
+    """Store how a run ended, then delete its checkpoint (the result is in the database now).
+    Raises `ClaimLostError`, and leaves the checkpoint to the new holder, if `claim` no
+    longer holds the run."""
+    if outcome.status == "done":
+        assert outcome.result is not None
+        notes = {"notes": list(outcome.notes)} if outcome.notes else {}
+        store.finish(claim, {**outcome.result, **notes})
     else:
-        store.fail(run_id, payload)
+        assert outcome.reason is not None
+        store.fail(claim, outcome.reason, notes=outcome.notes)
     if checkpoint is not None:
-        checkpoint.unlink(missing_ok=True)  # the result is in the database now
+        remove_checkpoint(checkpoint)
 
 
 def _execute(
@@ -425,24 +474,32 @@ def _execute(
     measure: str,
     on_progress: ProgressCallback | None,
     checkpoint: Path | None,
-) -> None:
-    """Train one claimed run here and record how it ended; an interrupt releases it."""
-    spec, run_id = run["spec"], run["run_id"]
+) -> bool:
+    """Train one claimed run here and record how it ended. False if the claim was lost
+    meanwhile: another worker has the run now, and this one left it (and its checkpoint)
+    alone. Whatever else stops it (Ctrl-C, SIGTERM, a full disk) gives the run back."""
+    spec, claim = run["spec"], Claim.of(run)
 
     def progress(kind: str, done: int, total: int, values: dict[str, float]) -> None:
-        if kind == "epoch":  # the curve so far is durable, and the claim stays fresh
+        if kind == "epoch":  # the curve so far is durable, and the claim is checked and kept
             record = {"epoch": done, "train_loss": values["loss"]}
-            store.record_epoch(run_id, {**record, "val_accuracy": values["val_accuracy"]})
+            store.record_epoch(claim, {**record, "val_accuracy": values["val_accuracy"]})
         if on_progress is not None:
             on_progress(kind, done, total, values)
 
     dataset, device = datasets[spec["dataset"]], torch.device(settings.device)
     try:
         outcome = train_run(spec, dataset, settings.executor, device, checkpoint, progress, measure)
-    except KeyboardInterrupt:
-        store.release(run_id)
+        record_outcome(store, claim, with_load(outcome, settings.workers), checkpoint)
+    except ClaimLostError:
+        return False
+    except BaseException:
+        # Given back if the database takes the write; if not, the claim is taken over once
+        # this process has ended (at once on this host).
+        with contextlib.suppress(StoreError):
+            store.release(claim)
         raise
-    record_outcome(store, run_id, with_load(outcome, settings.workers), checkpoint)
+    return True
 
 
 def checkpoint_dir_for(db: str) -> Path:

@@ -5,7 +5,11 @@ does, submits each as a task with its resources (N CPUs, or a GPU), keeps the cl
 while tasks run, and records every outcome as it arrives. Resume works as locally: a killed
 driver's claims go stale and are taken over, and each task carries on from its run's last
 checkpoint (on a cluster, put the database on a server and the checkpoints on shared
-storage). Ray is an optional dependency: `pip install 'paramsplit[ray]'`.
+storage). Every write is made under the run's claim: a run whose heartbeat is refused (the
+driver was paused past the stale-claim limit and another took it over) has its task
+cancelled, and its result is not written. A task that runs out of disk fails its run as
+`error: disk full` (the node's disk: `--retry-failed` tries it again). Ray is an optional
+dependency: `pip install 'paramsplit[ray]'`.
 """
 
 from __future__ import annotations
@@ -16,8 +20,8 @@ from typing import Any
 import torch
 
 from paramsplit.data import DatasetTensors
-from paramsplit.errors import UsageError
-from paramsplit.store import Store, default_worker
+from paramsplit.errors import ClaimLostError, DiskFullError, UsageError
+from paramsplit.store import Claim, Store, default_worker
 from paramsplit.study import (
     Outcome,
     RunCallback,
@@ -69,7 +73,10 @@ def run_study_on_ray(
     ) -> Outcome:
         torch.set_num_threads(max(1, int(cpus_per_run)))
         data, where = dataset.to(device), torch.device(device)
-        return train_run(spec, data, executor, where, checkpoint, measure=measure)
+        try:
+            return train_run(spec, data, executor, where, checkpoint, measure=measure)
+        except DiskFullError as error:
+            return Outcome("failed", reason="error: disk full", notes=(str(error),))
 
     dataset_refs = {name: ray.put(data) for name, data in datasets.items()}
     total_cpus = ray.cluster_resources().get("CPU", 1.0)
@@ -96,15 +103,25 @@ def run_study_on_ray(
         if not in_flight:
             break
         ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=HEARTBEAT_S)
-        for run in in_flight.values():
-            store.heartbeat(run["run_id"], worker)
+        for ref, run in list(in_flight.items()):
+            if ref not in ready and not store.heartbeat(Claim.of(run)):
+                ray.cancel(ref, force=True)  # another driver has the run now
+                del in_flight[ref]
+                if on_run is not None:
+                    on_run("lost", run)
         for ref in ready:
             run = in_flight.pop(ref)
             try:
                 outcome: Outcome = ray.get(ref)
             except Exception as error:  # the task itself died (worker lost, OOM-killed)
-                outcome = ("failed", f"error: ray task failed: {type(error).__name__}")
-            record_outcome(store, run["run_id"], outcome, run["checkpoint"])
+                reason = f"error: ray task failed: {type(error).__name__}"
+                outcome = Outcome("failed", reason=reason)
+            try:
+                record_outcome(store, Claim.of(run), outcome, run["checkpoint"])
+            except ClaimLostError:
+                if on_run is not None:
+                    on_run("lost", run)
+                continue
             if on_run is not None:
                 on_run("end", store.run(run["run_id"]))
     return store.status_counts(study.name)

@@ -4,23 +4,38 @@ Each worker is a fresh interpreter (spawn: the parent holds torch's thread pools
 connections, which a fork would copy) that runs torch on its own threads. Ctrl-C reaches
 the parent alone: workers start with SIGINT ignored, and the parent stops each with one
 SIGTERM, which interrupts its run as Ctrl-C would, so that the run is given back.
+
+Workers end with their parent, however it ends (SIGKILL included, as job schedulers and
+`timeout` send): on Linux the kernel sends each a SIGTERM when the parent dies
+(`PR_SET_PDEATHSIG`), and everywhere a thread in each worker watches a pipe that only the
+parent holds open, and stops the worker when it closes. Either way the worker gives its run
+back and exits; one that has not ended `STOP_TIMEOUT_S` later is ended at once. The kernel's
+signal follows the parent *thread* that started the worker: `start_workers` is called from
+the thread that then waits for the workers (`run_study` does), never from a short-lived one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import multiprocessing
 import multiprocessing.connection
+import os
 import signal
+import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.process import BaseProcess
+from types import FrameType
 from typing import Any
 
 import torch
 
+from paramsplit.errors import ParamSplitError
+
 WAIT_POLL_S = 1.0  # how often the waiting parent reports progress
 STOP_TIMEOUT_S = 60.0  # a stopped worker gives its run back in milliseconds; then it is killed
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
 def start_workers(
@@ -31,9 +46,12 @@ def start_workers(
     `work` and `args` travel by pickling: `work` must be a module-level function.
     """
     context = multiprocessing.get_context("spawn")
+    parent_pid = os.getpid()
     processes: list[BaseProcess] = [
         context.Process(
-            target=_worker_main, args=(work, args, threads), name=f"paramsplit-worker-{number}"
+            target=_worker_main,
+            args=(work, args, threads, parent_pid),
+            name=f"paramsplit-worker-{number}",
         )
         for number in range(1, count + 1)
     ]
@@ -57,11 +75,72 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _worker_main(work: Callable[..., None], args: tuple[Any, ...], threads: int) -> None:
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # `stop`: like Ctrl-C
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C."""
+
+
+def _interrupt_once(signum: int, frame: FrameType | None) -> None:
+    """SIGTERM as Ctrl-C, once: a second one (the parent's stop and its death both send
+    one) must not cut short the release that the first set going."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    raise Terminated
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """Within, SIGTERM stops this process as Ctrl-C does (`Terminated`, a KeyboardInterrupt,
+    once), so that a study stopped by a job scheduler or `timeout` gives its runs back.
+    Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _interrupt_once)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _worker_main(
+    work: Callable[..., None], args: tuple[Any, ...], threads: int, parent_pid: int
+) -> None:
+    signal.signal(signal.SIGTERM, _interrupt_once)  # `stop`, or the parent's death
+    _end_with_parent(parent_pid)
     torch.set_num_threads(threads)
-    with contextlib.suppress(KeyboardInterrupt):  # its run was given back; nothing to say
+    try:
         work(*args)
+    except KeyboardInterrupt:  # its run was given back; nothing to say
+        pass
+    except ParamSplitError as error:  # e.g. the database refused a write: the study pauses
+        # This process's own error boundary: one line, as the command line prints one.
+        message = " ".join(str(error).split())
+        print(f"error: {multiprocessing.current_process().name}: {message}", file=sys.stderr)
+        sys.exit(error.exit_code)
+
+
+def _end_with_parent(parent_pid: int) -> None:
+    """Have this worker stopped (SIGTERM) when its parent dies, by the kernel where it can
+    and by a thread watching the parent's pipe everywhere."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+    if os.getppid() != parent_pid:  # the parent died before the line above took effect
+        os._exit(1)
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.sentinel is not None:
+        threading.Thread(
+            target=_stop_when_closed, args=(parent.sentinel,), daemon=True, name="parent-watch"
+        ).start()
+
+
+def _stop_when_closed(sentinel: int) -> None:
+    """Wait for the parent's end of the pipe to close (it died), then stop this worker as
+    `stop` would; end it at once if that has not ended it within STOP_TIMEOUT_S."""
+    multiprocessing.connection.wait([sentinel])
+    os.kill(os.getpid(), signal.SIGTERM)
+    threading.Event().wait(STOP_TIMEOUT_S)
+    os._exit(1)
 
 
 def wait_for(processes: Sequence[BaseProcess], report: Callable[[], None]) -> None:

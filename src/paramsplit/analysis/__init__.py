@@ -10,8 +10,20 @@ and what to build.
 from __future__ import annotations
 
 from paramsplit.analysis.answer import Analysis, DesignCurve, analyse, analyse_store, latest_study
-from paramsplit.analysis.compare import DEFAULT_ALPHA, Comparison, compare_to_single
+from paramsplit.analysis.compare import (
+    DEFAULT_ALPHA,
+    Comparison,
+    TimeToTarget,
+    compare_to_single,
+    time_to_target,
+)
 from paramsplit.analysis.designs import DesignKey, DesignSummary, summarise
+from paramsplit.analysis.heatmap import HEAT_CLASSES, HeatMap, heat_maps
+from paramsplit.analysis.matching import (
+    DEFAULT_MATCH_TOLERANCE,
+    is_matched,
+    parse_match_tolerance,
+)
 from paramsplit.analysis.pareto import ParetoFront, pareto_fronts
 from paramsplit.analysis.recommend import (
     RECOMMEND_OBJECTIVES,
@@ -20,19 +32,22 @@ from paramsplit.analysis.recommend import (
     Recommendation,
     recommend,
 )
-from paramsplit.analysis.records import CurvePoint, RunRecord, record_from_row, records_from_store
-from paramsplit.analysis.stats import Stat, p_value_greater, stat_of
-from paramsplit.analysis.switchover import (
-    HEAT_CLASSES,
-    HeatMap,
-    Switchover,
-    est_of,
-    find_switchovers,
-    heat_maps,
+from paramsplit.analysis.records import (
+    ACCURACY_COLUMNS,
+    DEFAULT_ACCURACY,
+    CurvePoint,
+    RunRecord,
+    record_from_row,
+    records_from_store,
 )
+from paramsplit.analysis.stats import SeedTest, Stat, p_value_greater, seed_test, stat_of
+from paramsplit.analysis.switchover import EstStep, Switchover, est_of, find_switchovers
 
 __all__ = [
+    "ACCURACY_COLUMNS",
+    "DEFAULT_ACCURACY",
     "DEFAULT_ALPHA",
+    "DEFAULT_MATCH_TOLERANCE",
     "HEAT_CLASSES",
     "RECOMMEND_OBJECTIVES",
     "Analysis",
@@ -43,24 +58,31 @@ __all__ = [
     "DesignCurve",
     "DesignKey",
     "DesignSummary",
+    "EstStep",
     "HeatMap",
     "ParetoFront",
     "Recommendation",
     "RunRecord",
+    "SeedTest",
     "Stat",
     "Switchover",
+    "TimeToTarget",
     "analyse",
     "analyse_store",
     "compare_to_single",
     "est_of",
     "find_switchovers",
     "heat_maps",
+    "is_matched",
     "latest_study",
     "p_value_greater",
     "pareto_fronts",
+    "parse_match_tolerance",
     "recommend",
     "record_from_row",
     "records_from_store",
+    "seed_test",
     "stat_of",
     "summarise",
+    "time_to_target",
 ]

@@ -10,9 +10,17 @@ from typing import TYPE_CHECKING, Any
 
 from paramsplit.analysis.compare import DEFAULT_ALPHA, Comparison, compare_to_single
 from paramsplit.analysis.designs import DesignKey, DesignSummary, failed_runs, key_of, summarise
+from paramsplit.analysis.heatmap import HeatMap, heat_maps
+from paramsplit.analysis.matching import DEFAULT_MATCH_TOLERANCE, check_tolerance, tolerance_text
 from paramsplit.analysis.pareto import ParetoFront, pareto_fronts
-from paramsplit.analysis.records import RunRecord, records_from_store
-from paramsplit.analysis.switchover import HeatMap, Switchover, find_switchovers, heat_maps
+from paramsplit.analysis.records import (
+    ACCURACY_COLUMNS,
+    DEFAULT_ACCURACY,
+    RunRecord,
+    check_accuracy,
+    records_from_store,
+)
+from paramsplit.analysis.switchover import Switchover, find_switchovers, ratio_span
 from paramsplit.errors import StoreError
 
 if TYPE_CHECKING:
@@ -81,6 +89,33 @@ class Analysis:
     curves: tuple[DesignCurve, ...]
     alpha: float
     require_significance: bool
+    accuracy: str = DEFAULT_ACCURACY  # the headline test accuracy: prob, logit or vote
+    match_tolerance: tuple[float, float] = DEFAULT_MATCH_TOLERANCE
+    matched_only: bool = False  # unmatched comparisons left out of the EST
+
+    @property
+    def unmatched(self) -> list[Comparison]:
+        """Comparisons whose parameter ratio lies outside `match_tolerance`."""
+        return [c for c in self.comparisons if not c.matched]
+
+    def matching_note(self) -> str | None:
+        """A sentence on the unmatched comparisons and what the EST did with them; None if
+        every comparison is matched."""
+        unmatched = self.unmatched
+        if not unmatched:
+            return None
+        what = (
+            "left out of the EST (shown as gaps)"
+            if self.matched_only
+            else "counted in the EST, flagged as unmatched"
+        )
+        span = ratio_span([c.params_ratio for c in unmatched])
+        tolerance = tolerance_text(self.match_tolerance)
+        return (
+            f"{len(unmatched)} of {len(self.comparisons)} comparisons are unmatched: the "
+            f"ensemble has {span} the single network's parameters, outside {tolerance}; "
+            f"they are {what}"
+        )
 
     @property
     def failed(self) -> list[RunRecord]:
@@ -118,6 +153,12 @@ class Analysis:
             "study": self.study,
             "alpha": self.alpha,
             "require_significance": self.require_significance,
+            "accuracy": self.accuracy,
+            "accuracy_column": ACCURACY_COLUMNS[self.accuracy],
+            "match_tolerance": list(self.match_tolerance),
+            "matched_only": self.matched_only,
+            "num_comparisons": len(self.comparisons),
+            "num_unmatched": len(self.unmatched),
             "num_runs": self.num_runs,
             "num_done": self.num_done,
             "num_pending": self.num_pending,
@@ -140,21 +181,38 @@ def analyse(
     *,
     alpha: float = DEFAULT_ALPHA,
     require_significance: bool = False,
+    accuracy: str = DEFAULT_ACCURACY,
+    match_tolerance: tuple[float, float] = DEFAULT_MATCH_TOLERANCE,
+    matched_only: bool = False,
 ) -> Analysis:
-    """Analyse a study's runs: pending and failed ones are counted, never averaged in."""
-    designs = summarise(records)
-    comparisons = compare_to_single(designs, records, alpha=alpha)
+    """Analyse a study's runs: pending and failed ones are counted, never averaged in.
+
+    `accuracy` picks the headline test accuracy (members' probabilities averaged, logits
+    averaged, or their vote); `match_tolerance` the parameter ratios (ensemble / single) that
+    count as matched; `matched_only` leaves the other comparisons out of the EST.
+    """
+    check_accuracy(accuracy)
+    match_tolerance = check_tolerance(match_tolerance)
+    designs = summarise(records, accuracy)
+    comparisons = compare_to_single(designs, records, alpha=alpha, match_tolerance=match_tolerance)
+    switchovers = find_switchovers(
+        comparisons, records, require_significance=require_significance,
+        matched_only=matched_only, alpha=alpha, match_tolerance=match_tolerance,
+    )  # fmt: skip
     return Analysis(
         study=study,
         records=tuple(records),
         designs=tuple(designs),
         comparisons=tuple(comparisons),
-        switchovers=tuple(find_switchovers(comparisons, require_significance=require_significance)),
+        switchovers=tuple(switchovers),
         heat_maps=tuple(heat_maps(records)),
         pareto=tuple(pareto_fronts(designs)),
         curves=tuple(mean_curves(records)),
         alpha=alpha,
         require_significance=require_significance,
+        accuracy=accuracy,
+        match_tolerance=match_tolerance,
+        matched_only=matched_only,
     )
 
 
@@ -174,12 +232,15 @@ def analyse_store(
     *,
     alpha: float = DEFAULT_ALPHA,
     require_significance: bool = False,
+    accuracy: str = DEFAULT_ACCURACY,
+    match_tolerance: tuple[float, float] = DEFAULT_MATCH_TOLERANCE,
+    matched_only: bool = False,
 ) -> Analysis:
-    """Analyse `study` (default: the latest) straight from the results database."""
+    """Analyse `study` (default: the latest) straight from the results database (the
+    options are `analyse`'s)."""
     name = study or latest_study(store)
     return analyse(
-        name,
-        records_from_store(store, name),
-        alpha=alpha,
-        require_significance=require_significance,
-    )
+        name, records_from_store(store, name), alpha=alpha,
+        require_significance=require_significance, accuracy=accuracy,
+        match_tolerance=match_tolerance, matched_only=matched_only,
+    )  # fmt: skip

@@ -1,15 +1,23 @@
 """Each ensemble against the single network of the same budget: the per-design win table.
 
-Accuracy: the difference of means over seeds and a one-sided Welch p-value. Costs: ratios
-of the ensemble's median over seeds to the single network's (training time, time per epoch,
-latency at batch 1, peak memory; > 1 means the ensemble costs more). Time to accuracy: how
-long the ensemble trains until its validation accuracy first reaches the single network's
-best (mean over the single's seeds), against how long the single network takes to reach its
-own best.
+Parameters: the ratio ensemble total / single total, shown with every comparison, and
+whether it lies within the match tolerance (`matching`). Accuracy: the difference of means
+over seeds, with the exact permutation test and the interval it gives (`stats`). Costs:
+ratios of the ensemble's median over seeds to the single network's (training time, time per
+epoch, latency at batch 1, peak memory; > 1 means the ensemble costs more).
+
+Time to accuracy times both designs to one target: the single network's median best
+validation accuracy over its seeds (the lower median with an even count, so that at least
+half of the single network's seeds reach it and its time is defined). Each seed's time is
+the training time until its validation accuracy first reaches the target; a seed that never
+does counts as never (infinitely late), not dropped, so a design's median is "not reached"
+when fewer than half its seeds got there. The speed-up is the single network's median over
+the ensemble's: two designs with the same curves are exactly 1.0× apart.
 """
 
 from __future__ import annotations
 
+import math
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -17,10 +25,32 @@ from dataclasses import dataclass
 from typing import Any
 
 from paramsplit.analysis.designs import DesignKey, DesignSummary, key_of
+from paramsplit.analysis.matching import DEFAULT_MATCH_TOLERANCE, is_matched
 from paramsplit.analysis.records import RunRecord
-from paramsplit.analysis.stats import Stat, beats, p_value_greater
+from paramsplit.analysis.stats import TIE_TOLERANCE, SeedTest, Stat, beats, seed_test
 
 DEFAULT_ALPHA = 0.05
+
+
+@dataclass(frozen=True)
+class TimeToTarget:
+    """How long a design's seeds train until validation accuracy first reaches a target."""
+
+    median_s: float | None  # None: fewer than half of the seeds reached the target
+    num_reached: int
+    num_seeds: int  # the seeds with a timed learning curve
+
+    @property
+    def reached_text(self) -> str:
+        """'2/3': seeds that reached the target, of those timed."""
+        return f"{self.num_reached}/{self.num_seeds}"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "median_s": self.median_s,
+            "num_reached": self.num_reached,
+            "num_seeds": self.num_seeds,
+        }
 
 
 @dataclass(frozen=True)
@@ -30,14 +60,22 @@ class Comparison:
     ensemble: DesignSummary
     single: DesignSummary
     accuracy_gain: float  # ensemble mean − single mean, as a fraction (0.01 = 1 point)
-    p_value: float | None  # one-sided: ensemble > single; None without 2 seeds each side
-    significant: bool  # p_value < alpha
+    test: SeedTest  # exact permutation test ensemble > single, and the gain's interval
     alpha: float
+    match_tolerance: tuple[float, float]
     cost_ratios: dict[str, float | None]  # ensemble / single, by metric
-    time_to_accuracy_s: float | None  # median over the ensemble's seeds that got there
-    reached_target: int  # how many of its seeds reached the single network's best
-    single_time_to_best_s: float | None  # median over the single network's seeds
-    target_val_accuracy: float | None
+    target_val_accuracy: float | None  # the one target both designs are timed to
+    ensemble_time: TimeToTarget | None  # None: no timed learning curves
+    single_time: TimeToTarget | None
+
+    @property
+    def params_ratio(self) -> float:
+        """Ensemble parameters / single network parameters."""
+        return self.ensemble.total_params / self.single.total_params
+
+    @property
+    def matched(self) -> bool:
+        return is_matched(self.params_ratio, self.match_tolerance)
 
     @property
     def wins(self) -> bool:
@@ -45,11 +83,33 @@ class Comparison:
         return beats(self.accuracy_gain, 0.0)
 
     @property
+    def p_value(self) -> float:
+        return self.test.p_value
+
+    @property
+    def significant(self) -> bool:
+        """A win with p ≤ alpha; never true for a tie or a loss."""
+        return self.wins and self.test.p_value <= self.alpha
+
+    def verdict(self, require_significance: bool = False) -> str:
+        """'win', 'loss' or 'tie' by mean; with `require_significance`, a win is 'win' only
+        when significant, else 'not significant', or 'too few seeds' where no outcome with
+        these numbers of seeds could be."""
+        if not self.wins:
+            return "tie" if abs(self.accuracy_gain) <= TIE_TOLERANCE else "loss"
+        if not require_significance or self.significant:
+            return "win"
+        return "not significant" if self.test.enough_seeds else "too few seeds"
+
+    @property
     def speedup(self) -> float | None:
-        """How many times sooner the ensemble reaches the single network's best accuracy."""
-        if not self.time_to_accuracy_s or self.single_time_to_best_s is None:
+        """How many times sooner the ensemble reaches the target than the single network."""
+        if self.ensemble_time is None or self.single_time is None:
             return None
-        return self.single_time_to_best_s / self.time_to_accuracy_s
+        ensemble_s, single_s = self.ensemble_time.median_s, self.single_time.median_s
+        if not ensemble_s or single_s is None:
+            return None
+        return single_s / ensemble_s
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -60,20 +120,22 @@ class Comparison:
             "num_members": self.ensemble.num_members,
             "ensemble": self.ensemble.design,
             "single": self.single.design,
+            "ensemble_params": self.ensemble.total_params,
+            "single_params": self.single.total_params,
+            "params_ratio": self.params_ratio,
+            "matched": self.matched,
             "ensemble_accuracy": self.ensemble.accuracy.to_dict(),
             "single_accuracy": self.single.accuracy.to_dict(),
             "accuracy_gain": self.accuracy_gain,
+            "test": self.test.to_dict(),
             "p_value": self.p_value,
             "significant": self.significant,
             "alpha": self.alpha,
             "wins": self.wins,
-            "params_ratio": self.ensemble.total_params / self.single.total_params,
             "cost_ratios": self.cost_ratios,
-            "time_to_accuracy_s": self.time_to_accuracy_s,
-            "reached_target": self.reached_target,
-            "num_seeds": self.ensemble.accuracy.n,
-            "single_time_to_best_s": self.single_time_to_best_s,
             "target_val_accuracy": self.target_val_accuracy,
+            "ensemble_time_to_target": self.ensemble_time.to_dict() if self.ensemble_time else None,
+            "single_time_to_target": self.single_time.to_dict() if self.single_time else None,
             "speedup": self.speedup,
         }
 
@@ -94,17 +156,31 @@ def _ratio(ensemble: Stat | None, single: Stat | None) -> float | None:
     return ensemble.median / single.median
 
 
+def _timed(record: RunRecord) -> bool:
+    return bool(record.curve) and all(p.elapsed_train_s is not None for p in record.curve)
+
+
 def first_time_at(record: RunRecord, target: float) -> float | None:
-    """Training time until the run's validation accuracy first reached `target`."""
+    """Training time until the run's validation accuracy first reached `target`; None if
+    it never did."""
     for point in record.curve:
         if point.val_accuracy is not None and point.val_accuracy >= target:
             return point.elapsed_train_s
     return None
 
 
-def _median(values: Iterable[float | None]) -> float | None:
-    present = [v for v in values if v is not None]
-    return statistics.median(present) if present else None
+def time_to_target(runs: Iterable[RunRecord], target: float) -> TimeToTarget | None:
+    """The median over seeds of the time to `target`, a seed that never got there counting
+    as infinitely late; None when no run has a timed learning curve."""
+    times = [first_time_at(r, target) for r in runs if _timed(r)]
+    if not times:
+        return None
+    median = statistics.median(math.inf if t is None else t for t in times)
+    return TimeToTarget(
+        median_s=median if math.isfinite(median) else None,
+        num_reached=sum(1 for t in times if t is not None),
+        num_seeds=len(times),
+    )
 
 
 def compare_to_single(
@@ -112,6 +188,7 @@ def compare_to_single(
     records: Iterable[RunRecord],
     *,
     alpha: float = DEFAULT_ALPHA,
+    match_tolerance: tuple[float, float] = DEFAULT_MATCH_TOLERANCE,
 ) -> list[Comparison]:
     """A row per ensemble design whose budget also has a finished single network."""
     by_key = {s.key: s for s in summaries}
@@ -128,30 +205,25 @@ def compare_to_single(
         )
         if single is None:
             continue
-        p_value = p_value_greater(ensemble.accuracy, single.accuracy)
-        target = single.best_val_accuracy.mean if single.best_val_accuracy else None
-        times = [first_time_at(r, target) for r in runs[ensemble.key]] if target else []
-        single_times = [
-            first_time_at(r, r.best_val_accuracy)
-            for r in runs[single.key]
-            if r.best_val_accuracy is not None
-        ]
+        bests = [r.best_val_accuracy for r in runs[single.key] if r.best_val_accuracy is not None]
+        target = statistics.median_low(bests) if bests else None
         rows.append(
             Comparison(
                 ensemble=ensemble,
                 single=single,
                 accuracy_gain=ensemble.accuracy.mean - single.accuracy.mean,
-                p_value=p_value,
-                significant=p_value is not None and p_value < alpha,
+                test=seed_test(ensemble.accuracy.values, single.accuracy.values, alpha),
                 alpha=alpha,
+                match_tolerance=match_tolerance,
                 cost_ratios={
                     name: _ratio(getattr(ensemble, name), getattr(single, name))
                     for name in COST_METRICS
                 },
-                time_to_accuracy_s=_median(times),
-                reached_target=sum(1 for t in times if t is not None),
-                single_time_to_best_s=_median(single_times),
                 target_val_accuracy=target,
+                ensemble_time=None
+                if target is None
+                else time_to_target(runs[ensemble.key], target),
+                single_time=None if target is None else time_to_target(runs[single.key], target),
             )
         )
     return rows

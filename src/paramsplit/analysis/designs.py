@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from paramsplit.analysis.records import RunRecord
+from paramsplit.analysis.records import DEFAULT_ACCURACY, RunRecord
 from paramsplit.analysis.stats import Stat, stat_of
 
 # A design at a budget: what the user compares. Two budgets may plan the same member, and
@@ -18,7 +18,9 @@ DesignKey = tuple[str, str, int, str, int]  # family, dataset, budget_params, cl
 
 @dataclass(frozen=True)
 class DesignSummary:
-    """One design at one budget, over the seeds that finished. Accuracies are fractions."""
+    """One design at one budget, over the seeds that finished. Accuracies are fractions;
+    `accuracy` is the headline test accuracy the analysis was asked for (prob, logit or vote:
+    see `records.ACCURACY_COLUMNS`)."""
 
     family: str
     dataset: str
@@ -76,21 +78,27 @@ def key_of(record: RunRecord) -> DesignKey:
     )
 
 
-def summarise(records: Iterable[RunRecord]) -> list[DesignSummary]:
+def summarise(
+    records: Iterable[RunRecord], accuracy: str = DEFAULT_ACCURACY
+) -> list[DesignSummary]:
     """One summary per design with at least one finished run, ordered by family, dataset,
-    budget, class and k. Designs whose every run failed are left out (see `failed_runs`)."""
+    budget, class and k. Designs whose every run failed are left out (see `failed_runs`), and
+    so are finished runs that did not store the `accuracy` asked for."""
     groups: dict[DesignKey, list[RunRecord]] = defaultdict(list)
     for record in records:
         groups[key_of(record)].append(record)
     order = {"single": 0, "deq": 1, "weq": 2}
     summaries = []
     for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], order.get(k[3], 3), k[4])):
-        done = sorted((r for r in groups[key] if r.done), key=lambda r: r.seed)
+        done = sorted(
+            (r for r in groups[key] if r.done and r.accuracy(accuracy) is not None),
+            key=lambda r: r.seed,
+        )
         if not done:
             continue
         first = done[0]
-        accuracy = stat_of(r.test_accuracy for r in done)
-        assert accuracy is not None  # `done` runs have a test accuracy
+        headline = stat_of(r.accuracy(accuracy) for r in done)
+        assert headline is not None  # every run in `done` has that accuracy
         flops = [r.flops_per_image for r in done if r.flops_per_image is not None]
         summaries.append(
             DesignSummary(
@@ -105,7 +113,7 @@ def summarise(records: Iterable[RunRecord]) -> list[DesignSummary]:
                 seeds=tuple(r.seed for r in done),
                 run_ids=tuple(r.run_id for r in done),
                 num_failed=sum(1 for r in groups[key] if r.status == "failed"),
-                accuracy=accuracy,
+                accuracy=headline,
                 best_val_accuracy=stat_of(r.best_val_accuracy for r in done),
                 train_time_s=stat_of(r.train_time_s for r in done),
                 epoch_time_s=stat_of(r.epoch_time_s for r in done),

@@ -10,14 +10,20 @@ nearest above it, which the answer flags as over budget); the recommendation say
 candidate passes when every constraint is met by its median over seeds; a constraint on a
 quantity a design did not measure excludes it, with that reason. Among the passing
 candidates the objective picks: highest accuracy, or shortest training or latency.
+
+Every candidate carries its parameter ratio to the single network of its budget, flagged
+when outside the match tolerance; the choice is set against the runner-up with the exact
+permutation test of `stats` and the ratio of their parameter counts.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from paramsplit.analysis.compare import DEFAULT_ALPHA
 from paramsplit.analysis.designs import DesignSummary
 from paramsplit.analysis.latency import (
     POST_TRAINING,
@@ -26,8 +32,9 @@ from paramsplit.analysis.latency import (
     latency_at,
     load_notes,
 )
+from paramsplit.analysis.matching import DEFAULT_MATCH_TOLERANCE, is_matched
 from paramsplit.analysis.records import RunRecord
-from paramsplit.analysis.stats import TIE_TOLERANCE, p_value_greater
+from paramsplit.analysis.stats import TIE_TOLERANCE, SeedTest, seed_test
 from paramsplit.errors import UsageError
 from paramsplit.specs import format_budget
 
@@ -81,6 +88,8 @@ class Candidate:
     latency_ms: float | None
     violations: tuple[str, ...]
     latency_source: str | None = None  # one of `analysis.latency.LATENCY_SOURCES`
+    params_ratio: float | None = None  # total / the single network's at the budget
+    matched: bool | None = None  # None: a single network, or no single network measured
 
     @property
     def passes(self) -> bool:
@@ -92,6 +101,9 @@ class Candidate:
             "label": self.summary.label,
             "budget_params": self.summary.budget_params,
             "accuracy": self.summary.accuracy.to_dict(),
+            "total_params": self.summary.total_params,
+            "params_ratio_to_single": self.params_ratio,
+            "matched": self.matched,
             "latency_ms": self.latency_ms,
             "latency_source": self.latency_source,
             "passes": self.passes,
@@ -168,13 +180,24 @@ class Recommendation:
     choice: DesignSummary | None
     runner_up: DesignSummary | None
     accuracy_margin: float | None  # choice − runner-up, a fraction
-    p_value: float | None  # one-sided: choice more accurate than runner-up
+    test: SeedTest | None  # one-sided: choice more accurate than runner-up
     candidates: tuple[Candidate, ...]
     notes: tuple[str, ...] = field(default=())
 
     @property
     def exact_budget(self) -> bool:
         return self.measured_budget == self.requested_budget
+
+    @property
+    def p_value(self) -> float | None:
+        return self.test.p_value if self.test else None
+
+    @property
+    def params_ratio(self) -> float | None:
+        """The choice's parameters / the runner-up's."""
+        if self.choice is None or self.runner_up is None:
+            return None
+        return self.choice.total_params / self.runner_up.total_params
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -187,6 +210,8 @@ class Recommendation:
             "runner_up": self.runner_up.to_dict() if self.runner_up else None,
             "accuracy_margin": self.accuracy_margin,
             "p_value": self.p_value,
+            "test": self.test.to_dict() if self.test else None,
+            "params_ratio_to_runner_up": self.params_ratio,
             "candidates": [c.to_dict() for c in self.candidates],
             "notes": list(self.notes),
         }
@@ -248,14 +273,19 @@ def recommend(
     objective: str = "accuracy",
     measured_latencies: Sequence[MeasuredLatency] = (),
     records: Sequence[RunRecord] = (),
+    *,
+    alpha: float = DEFAULT_ALPHA,
+    match_tolerance: tuple[float, float] = DEFAULT_MATCH_TOLERANCE,
 ) -> Recommendation:
     """The best measured design for `budget` under `constraints`, and how sure it is.
 
-    `summaries` should be of one family and dataset (see `Analysis.select`). Latency comes
-    from `measured_latencies` (`paramsplit measure`, side by side) where they have the
-    design at the constraint's batch size; a note names the designs that fall back. With
-    the candidates' run `records`, notes also say where the training times or latencies
-    compared were taken under different loads.
+    `summaries` should be of one family and dataset (see `Analysis.select`); `alpha` sets
+    the interval of the margin over the runner-up, `match_tolerance` which ensembles are
+    flagged as unmatched to their single network. Latency comes from `measured_latencies`
+    (`paramsplit measure`, side by side) where they have the design at the constraint's
+    batch size; a note names the designs that fall back. With the candidates' run
+    `records`, notes also say where the training times or latencies compared were taken
+    under different loads.
     """
     if objective not in RECOMMEND_OBJECTIVES:
         raise UsageError(
@@ -273,8 +303,13 @@ def recommend(
             ("no finished runs to answer from: run a study first (paramsplit run)",),
         )  # fmt: skip
     used, notes = _budget_to_use(budgets, budget)
+    at_budget = [s for s in summaries if s.budget_params == used]
+    single = next((s for s in at_budget if s.design_class == "single"), None)
     candidates = sorted(
-        (check(s, constraints, measured_latencies) for s in summaries if s.budget_params == used),
+        (
+            _with_ratio(check(s, constraints, measured_latencies), single, match_tolerance)
+            for s in at_budget
+        ),
         key=lambda c: _objective_key(c, objective),
     )
     passing = [c for c in candidates if c.passes]
@@ -293,12 +328,29 @@ def recommend(
             tuple(notes),
         )  # fmt: skip
     choice = passing[0].summary
+    if passing[0].matched is False:
+        notes.append(
+            f"{choice.design} has {passing[0].params_ratio:.2f}× the parameters of the single "
+            "network at this budget: unmatched, so it is not an equal-size comparison"
+        )
     runner_up = passing[1].summary if len(passing) > 1 else None
-    margin = p_value = None
+    margin = test = None
     if runner_up is not None:
         margin = choice.accuracy.mean - runner_up.accuracy.mean
-        p_value = p_value_greater(choice.accuracy, runner_up.accuracy)
+        test = seed_test(choice.accuracy.values, runner_up.accuracy.values, alpha)
     return Recommendation(
-        budget, used, objective, constraints, choice, runner_up, margin, p_value,
+        budget, used, objective, constraints, choice, runner_up, margin, test,
         tuple(candidates), tuple(notes),
     )  # fmt: skip
+
+
+def _with_ratio(
+    candidate: Candidate, single: DesignSummary | None, tolerance: tuple[float, float]
+) -> Candidate:
+    """The candidate with its parameter ratio to the single network (ensembles only)."""
+    s = candidate.summary
+    if single is None:
+        return candidate
+    ratio = s.total_params / single.total_params
+    matched = None if s is single else is_matched(ratio, tolerance)
+    return dataclasses.replace(candidate, params_ratio=ratio, matched=matched)

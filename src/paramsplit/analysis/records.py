@@ -10,8 +10,34 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
+from paramsplit.errors import UsageError
+
 if TYPE_CHECKING:
     from paramsplit.store import Store
+
+# How an ensemble's members' outputs become one prediction, and the column holding the test
+# accuracy of each: averaged probabilities (the default), averaged logits (the study's
+# released code), or the members' majority vote.
+ACCURACY_COLUMNS = {
+    "prob": "test_accuracy",
+    "logit": "test_logit_accuracy",
+    "vote": "test_vote_accuracy",
+}
+DEFAULT_ACCURACY = "prob"
+ACCURACY_NAMES = {
+    "prob": "members' probabilities averaged",
+    "logit": "members' logits averaged",
+    "vote": "members' majority vote",
+}
+
+
+def check_accuracy(accuracy: str) -> str:
+    """`accuracy` if it names a headline accuracy, else a one-line error."""
+    if accuracy not in ACCURACY_COLUMNS:
+        raise UsageError(
+            f"--accuracy must be one of {', '.join(ACCURACY_COLUMNS)}, got '{accuracy}'"
+        )
+    return accuracy
 
 
 @dataclass(frozen=True)
@@ -45,6 +71,8 @@ class RunRecord:
     reason: str | None = None
     ratio: float | None = None
     test_accuracy: float | None = None
+    test_logit_accuracy: float | None = None
+    test_vote_accuracy: float | None = None
     best_val_accuracy: float | None = None
     best_epoch: int | None = None
     train_time_s: float | None = None
@@ -67,6 +95,15 @@ class RunRecord:
     @property
     def done(self) -> bool:
         return self.status == "done" and self.test_accuracy is not None
+
+    def accuracy(self, kind: str = DEFAULT_ACCURACY) -> float | None:
+        """Test accuracy with members combined by `kind` (prob, logit or vote). One network
+        predicts the same all three ways, so a single network's runs stored without the
+        logit and vote columns use their test accuracy."""
+        value: float | None = getattr(self, ACCURACY_COLUMNS[kind])
+        if value is None and self.num_members == 1:
+            return self.test_accuracy
+        return value
 
 
 RECORD_FIELDS = tuple(f.name for f in fields(RunRecord) if f.name != "curve")

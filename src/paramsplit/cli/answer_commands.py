@@ -23,25 +23,69 @@ StudyOption = Annotated[
     str | None, typer.Option("--study", help="Study name (default: the latest).")
 ]
 AlphaOption = Annotated[
-    float, typer.Option(help="Significance level of the one-sided Welch t-test across seeds.")
+    float,
+    typer.Option(
+        help="Significance level of the exact one-sided permutation test across seeds; the "
+        "gain's interval covers 1 − 2·alpha."
+    ),
 ]
 SignificanceFlag = Annotated[
     bool,
     typer.Option(
         "--require-significance",
-        help="Count an ensemble as winning only where p < alpha (else: by mean over seeds).",
+        help="Count an ensemble as winning only where p ≤ alpha (else: by mean over seeds).",
+    ),
+]
+AccuracyOption = Annotated[
+    str,
+    typer.Option(
+        "--accuracy",
+        help="Headline test accuracy: prob (members' probabilities averaged), logit (logits "
+        "averaged) or vote (majority vote).",
+    ),
+]
+MatchToleranceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--match-tolerance",
+        help="Parameter ratios ensemble / single that count as matched, LOW,HIGH "
+        "(default 0.9,1.0); others are flagged as unmatched.",
+    ),
+]
+MatchedOnlyFlag = Annotated[
+    bool,
+    typer.Option(
+        "--matched-only",
+        help="Leave unmatched comparisons out of the EST (they show as gaps).",
     ),
 ]
 
 
-def _load(db: str, study: str | None, alpha: float, require_significance: bool) -> Analysis:
-    from paramsplit.analysis import analyse_store
+def _load(
+    db: str,
+    study: str | None,
+    alpha: float,
+    *,
+    require_significance: bool = False,
+    accuracy: str = "prob",
+    match_tolerance: str | None = None,
+    matched_only: bool = False,
+) -> Analysis:
+    from paramsplit.analysis import DEFAULT_MATCH_TOLERANCE, analyse_store, parse_match_tolerance
+    from paramsplit.analysis.records import check_accuracy
     from paramsplit.store import Store
 
     if not 0 < alpha < 1:
         raise UsageError(f"--alpha must be in (0, 1), got {alpha}")
+    check_accuracy(accuracy)
+    tolerance = (
+        parse_match_tolerance(match_tolerance) if match_tolerance else DEFAULT_MATCH_TOLERANCE
+    )
     with Store.open(db) as store:
-        return analyse_store(store, study, alpha=alpha, require_significance=require_significance)
+        return analyse_store(
+            store, study, alpha=alpha, require_significance=require_significance,
+            accuracy=accuracy, match_tolerance=tolerance, matched_only=matched_only,
+        )  # fmt: skip
 
 
 def _measured_latencies(db: str, study: str) -> list[MeasuredLatency]:
@@ -78,16 +122,25 @@ def report(
     ] = None,
     alpha: AlphaOption = 0.05,
     require_significance: SignificanceFlag = False,
+    accuracy: AccuracyOption = "prob",
+    match_tolerance: MatchToleranceOption = None,
+    matched_only: MatchedOnlyFlag = False,
     as_json: JsonFlag = False,
 ) -> None:
     """The study's answer: ESTs, designs, the win table, Pareto front; an HTML report."""
     from paramsplit.analysis import recommend as recommend_design
     from paramsplit.specs import parse_budget
 
-    analysis = _load(db, study, alpha, require_significance)
+    analysis = _load(
+        db, study, alpha, require_significance=require_significance, accuracy=accuracy,
+        match_tolerance=match_tolerance, matched_only=matched_only,
+    )  # fmt: skip
     answer = None
     if budget is not None:
-        answer = recommend_design(_one_group(analysis, None, None), parse_budget(budget))
+        answer = recommend_design(
+            _one_group(analysis, None, None), parse_budget(budget), alpha=analysis.alpha,
+            match_tolerance=analysis.match_tolerance,
+        )  # fmt: skip
     written = None
     if html is not None or not as_json:
         from paramsplit.report import write_report
@@ -101,7 +154,7 @@ def report(
         return
     render_answer.render_analysis(analysis)
     if answer is not None:
-        render_answer.render_recommendation(answer)
+        render_answer.render_recommendation(answer, analysis.accuracy)
     if written is not None:
         render_answer.render_report_files(written)
 
@@ -135,6 +188,8 @@ def recommend(
     study: StudyOption = None,
     db: DbOption = "paramsplit.db",
     alpha: AlphaOption = 0.05,
+    accuracy: AccuracyOption = "prob",
+    match_tolerance: MatchToleranceOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """The best measured design for a budget, your constraints and objective."""
@@ -154,16 +209,18 @@ def recommend(
         memory_execution=memory_execution,
     )
     requested = parse_budget(budget)
-    analysis = _load(db, study, alpha, False)
+    analysis = _load(db, study, alpha, accuracy=accuracy, match_tolerance=match_tolerance)
     designs = _one_group(analysis, family, dataset)
     answer = recommend_design(
         designs, requested, constraints, objective, _measured_latencies(db, analysis.study),
-        analysis.records,
+        analysis.records, alpha=alpha, match_tolerance=analysis.match_tolerance,
     )  # fmt: skip
     if as_json:
-        render.print_json(answer.to_dict() | {"study": analysis.study})
+        render.print_json(
+            answer.to_dict() | {"study": analysis.study, "accuracy": analysis.accuracy}
+        )
         return
-    render_answer.render_recommendation(answer)
+    render_answer.render_recommendation(answer, analysis.accuracy)
     if not answer.exact_budget and designs:
         first = designs[0]
         render.console.print(

@@ -41,6 +41,8 @@ def families(as_json: JsonFlag = False) -> None:
                     "name": f.name,
                     "title": f.title,
                     "width": f.width_meaning,
+                    "stage_widths": f.stage_meaning,
+                    "stage_multipliers": list(f.stage_multipliers),
                     "depth_rule": f.depth_rule,
                     "default": f"{f.name}-{f.default_depth}-{f.default_width}",
                     "published": {p.name: p.params for p in f.published},
@@ -95,6 +97,10 @@ def plan(
         int | None, typer.Option(help="Depth in budget mode (default: the family's).")
     ] = None,
     match: Annotated[str, typer.Option(help="Matching rule: le, nearest or tol:X.")] = "le",
+    match_tolerance: Annotated[
+        str,
+        typer.Option(help="Matched range of total / |S| for a warning-free row: LOW,HIGH."),
+    ] = "0.9,1.0",
     input_shape: InputOption = "3x32x32",
     classes: ClassesOption = 10,
     batch: BatchOption = 128,
@@ -103,13 +109,22 @@ def plan(
     ] = True,
     as_json: JsonFlag = False,
 ) -> None:
-    """The design space: a single network and its deq/weq ensembles, with exact sizes."""
+    """The design space: a single network and its deq/weq ensembles, each matched to the
+    single network's exact parameter count |S|."""
     from paramsplit.planner import plan as plan_designs
-    from paramsplit.specs import parse_input
+    from paramsplit.planner import plan_warnings
+    from paramsplit.specs import parse_input, parse_tolerance
 
     input_spec = parse_input(input_shape, classes)
     rows = plan_designs(
-        family, budget, members, single=single, depth=depth, match=match, input_spec=input_spec
+        family,
+        budget,
+        members,
+        single=single,
+        depth=depth,
+        match=match,
+        input_spec=input_spec,
+        tolerance=parse_tolerance(match_tolerance),
     )
     counted: list[dict[str, Any]] = [{} for _ in rows]
     if memory:
@@ -120,10 +135,10 @@ def plan(
         for row, keys in zip(rows, counted, strict=True):
             if row.member is not None:
                 keys |= plan_memory_keys(row.member, row.num_members, input_spec, config)
-    if as_json:
+    if as_json:  # each row says whether it is matched, and if not, why
         render.print_json([row.to_dict() | keys for row, keys in zip(rows, counted, strict=True)])
     else:
-        render.render_plan(rows, counted)
+        render.render_plan(rows, plan_warnings(rows), memory=counted)
 
 
 app.command()(reports_errors(train))

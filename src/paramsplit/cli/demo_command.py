@@ -60,7 +60,10 @@ def demo(
                     checkpoint_dir=checkpoint_dir_for(db), workers=workers, threads=1,
                 )  # fmt: skip
         analysis = analyse_store(store, study.name)
-    answer = recommend(analysis.designs, settings.DEMO_QUESTION_BUDGET)
+    answer = recommend(
+        analysis.designs, settings.DEMO_QUESTION_BUDGET, alpha=analysis.alpha,
+        match_tolerance=analysis.match_tolerance,
+    )  # fmt: skip
     files = write_report(analysis, Path(html), recommendation=answer)
     render_answer.render_analysis(analysis)
     render_answer.render_recommendation(answer)

@@ -57,7 +57,7 @@ def render_families(families: Sequence[FamilyInfo]) -> None:
     for info in families:
         table.add_row(
             f"[bold]{info.name}[/]\n[dim]{info.title}[/]",
-            info.width_meaning,
+            f"{info.width_meaning}\n[dim]or dotted, {info.stage_meaning}[/]",
             f"{info.depth_rule}\n[dim]{info.depth_meaning}[/]",
             f"{info.name}-{info.default_depth}-{info.default_width}",
         )
@@ -96,6 +96,7 @@ def render_description(data: dict[str, Any]) -> None:
     rows = [
         ("family", data["family"]),
         ("depth / width", f"{data['depth']} / {data['width']}  ({data['units']} units per stage)"),
+        ("stage widths", " / ".join(map(str, data["stage_widths"]))),
         ("input", f"{data['input']}, {data['num_classes']} classes"),
         ("parameters", f"{data['total_params']:,}{published}"),
         ("weights (fp32)", format_bytes(data["weights_bytes"])),
@@ -129,17 +130,28 @@ def render_description(data: dict[str, Any]) -> None:
     )
 
 
-def render_plan(rows: Sequence[PlannedDesign], memory: Sequence[dict[str, Any]]) -> None:
-    """A plan; `memory` holds each row's counted memory keys (empty when not counted)."""
+def render_plan(
+    rows: Sequence[PlannedDesign],
+    warnings: Sequence[str] = (),
+    memory: Sequence[dict[str, Any]] | None = None,
+) -> None:
+    """The plan table; `warnings` (one per unmatched row) are printed below it. `memory`
+    holds each row's counted memory keys (`plan_memory_keys`; empty where not counted)."""
+    memory = memory if memory is not None else [{} for _ in rows]
     first = rows[0]
+    assert first.member is not None, "a plan starts with its single network"
+    budget = ""
+    if first.budget_params != first.single_params:  # budget mode
+        budget = f"budget {first.budget_params:,} params, "
     title = (
-        f"{first.family}: budget {first.budget_params:,} params, rule '{first.match_rule}', "
+        f"{first.family}: {budget}single {first.member.name} with |S| = "
+        f"{first.single_params:,} params, rule '{first.match_rule}', "
         f"input {first.input_spec.name}, {first.input_spec.num_classes} classes"
     )
     table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
     table.add_column("design", no_wrap=True)
     table.add_column("class")
-    for column in ("k", "member params", "total params", "ratio", "FLOPs / image"):
+    for column in ("k", "member params", "total params", "vs budget", "vs |S|", "FLOPs / image"):
         table.add_column(column, justify="right")
     table.add_column("train memory\n(one at a time / all k)", justify="right")
     for row, counted in zip(rows, memory, strict=True):
@@ -148,27 +160,40 @@ def render_plan(rows: Sequence[PlannedDesign], memory: Sequence[dict[str, Any]])
         memory_cell = format_bytes(counted.get("train_memory_loop_bytes"))
         if row.num_members > 1 and counted:
             memory_cell += f" / {format_bytes(counted['train_memory_fused_bytes'])}"
+        ratio_to_single = f"{row.ratio_to_single:.3f}"
+        if not row.matched:
+            ratio_to_single = f"[yellow]{ratio_to_single} *[/]"
         table.add_row(
-            row.design.name,
+            escape(row.design.name),
             row.design_class.value,
             str(row.num_members),
             format_count(row.member_params),
             format_count(row.total_params),
             f"{row.ratio:.3f}" if row.ratio is not None else "—",
+            ratio_to_single,
             format_flops(row.flops_per_image),
             memory_cell,
         )
     console.print(table)
     for row in rows:
         if row.design is None:
+            better = ""
+            if row.better_rule is not None:
+                better = f"; {row.better_rule} gives {row.better_ratio:.3f} ({row.better_design})"
             console.print(
                 f"[yellow]infeasible[/] {row.design_class.value} k={row.num_members}: "
-                f"{escape(row.reason or '')}"
+                f"{escape(row.reason or '')}{escape(better)}"
             )
+    for warning in warnings:  # the rows marked * in the table
+        console.print(f"[yellow]unmatched[/] {escape(warning)}")
+    num_counted = sum(row.num_counted for row in rows)
     console.print(
-        "ratio = total / budget. FLOPs: forward, all members, 2 per multiply-accumulate "
-        "(torch FlopCounterMode). Training memory: peak bytes of live tensors in one SGD step "
-        f"at batch {next((m['train_batch_size'] for m in memory if m), '—')}, counted exactly "
+        "vs budget = total / budget; vs |S| = total / the single network's parameters, which "
+        f"every ensemble is matched to ({num_counted} candidate members counted exactly). "
+        "Dotted widths (resnet-56-8.16.31) give each stage's channels, or each dense block's "
+        "growth rate. FLOPs: forward, all members, 2 per multiply-accumulate (torch "
+        "FlopCounterMode). Training memory: peak bytes of live tensors in one SGD step at "
+        f"batch {next((m['train_batch_size'] for m in memory if m), '—')}, counted exactly "
         "(weights, gradients, momentum, batch, activations, temporaries).",
         style="dim",
     )

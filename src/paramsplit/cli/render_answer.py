@@ -8,11 +8,20 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from paramsplit.analysis.records import ACCURACY_NAMES
 from paramsplit.cli.render import console, format_bytes
 from paramsplit.specs import format_budget
 
 if TYPE_CHECKING:  # type names only: rendering must not import torch
-    from paramsplit.analysis import Analysis, Candidate, Recommendation, Stat
+    from paramsplit.analysis import (
+        Analysis,
+        Candidate,
+        Comparison,
+        Recommendation,
+        SeedTest,
+        Stat,
+        TimeToTarget,
+    )
     from paramsplit.report import ReportFiles
 
 
@@ -44,17 +53,55 @@ def _p(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}" if value >= 0.001 else "<0.001"
 
 
+def _interval(test: SeedTest) -> str:
+    """'[+0.12, +0.88]' in points; an unbounded side is −∞ or +∞ (too few seeds to bound
+    it)."""
+    low = "−∞" if test.gain_low is None else _points(test.gain_low).removesuffix(" pt")
+    high = "+∞" if test.gain_high is None else _points(test.gain_high).removesuffix(" pt")
+    return f"[{low}, {high}]"
+
+
+def _p_with_floor(test: SeedTest) -> str:
+    """'0.167 (≥ 0.167)': the p-value and the smallest these numbers of seeds allow."""
+    return f"{_p(test.p_value)} (≥ {_p(test.smallest_p_value)})"
+
+
+def _result(row: Comparison) -> str:
+    if not row.wins:
+        return row.verdict()
+    if row.significant:
+        return "✓ significant"
+    return "✓ not significant" if row.test.enough_seeds else "✓ too few seeds to test"
+
+
+def _time_text(time: TimeToTarget | None) -> str:
+    if time is None:
+        return "—"
+    shown = "never" if time.median_s is None else f"{time.median_s:.3g} s"
+    return f"{shown} {time.reached_text}"
+
+
+def _time_to_target(row: Comparison) -> str:
+    """'2.1 s 3/3 vs 3 s 2/3 (1.43×)': ensemble, then single, to the same target, with the
+    seeds that reached it."""
+    if row.target_val_accuracy is None or row.ensemble_time is None:
+        return "—"
+    text = f"{_time_text(row.ensemble_time)} vs {_time_text(row.single_time)}"
+    return text + (f" ({row.speedup:.2f}×)" if row.speedup is not None else "")
+
+
 def render_switchovers(analysis: Analysis) -> None:
     if not analysis.switchovers:
         console.print("No EST: the study has no ensemble with a single network to compare.")
         return
     console.print("[bold]Ensemble Switchover Threshold[/]")
     for switchover in analysis.switchovers:
-        marks = " ".join(
-            f"{format_budget(b)}{'✓' if w else '✗'}"
-            for b, w in zip(switchover.budgets, switchover.wins, strict=True)
-        )
-        console.print(f"  {escape(switchover.describe())}  [dim]{marks}[/]")
+        console.print(f"  {escape(switchover.describe())}")
+        console.print(f"    [dim]{escape(switchover.sequence)}[/]")
+    console.print(
+        "  [dim]✓ ensemble wins · ✗ it does not · ? too few seeds to tell · · no comparison; "
+        "(×) ensemble params / single params[/]"
+    )
 
 
 def render_designs(analysis: Analysis) -> None:
@@ -87,48 +134,66 @@ def render_designs(analysis: Analysis) -> None:
     console.print(table)
 
 
+def _comparison_table(title: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left", box=box.SIMPLE_HEAD)
+    for column in ("budget", "ensemble", "class", *columns):
+        table.add_column(column, justify="left" if column in ("ensemble", "class") else "right")
+    return table
+
+
 def render_comparisons(analysis: Analysis) -> None:
+    """The win table in two parts: accuracy (with the parameter ratio), then costs."""
     if not analysis.comparisons:
         return
-    table = Table(
-        title="Ensembles against the single network of the same budget (ratios: ensemble / single)",
-        title_justify="left",
-        box=box.SIMPLE_HEAD,
+    confidence = round(100 * (1 - 2 * analysis.alpha))
+    accuracy = _comparison_table(
+        "Ensembles against the single network of the same budget: accuracy "
+        f"(gain in points [{confidence}% interval]; exact permutation test over seeds)",
+        ("params / single", "gain", "p (≥ smallest possible)", "result"),
     )
-    columns = ("budget", "ensemble", "class", "accuracy gain", "p", "wins", "epoch time",
-               "latency", "train memory (all k / one at a time)",
-               "time to single's best (speed-up)")  # fmt: skip
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("ensemble", "class") else "right")
+    costs = _comparison_table(
+        "... and their costs (ensemble / single; time to target: to the single network's "
+        "median best validation accuracy, median over seeds, seeds that reached it)",
+        (
+            "epoch time",
+            "latency",
+            "train memory (all k / one at a time)",
+            "time to target: ensemble vs single",
+        ),
+    )
     for row in analysis.comparisons:
         ratios = row.cost_ratios
-        speed = (
-            f"{row.time_to_accuracy_s:.2f} s ({row.speedup:.2f}×)"
-            if row.time_to_accuracy_s is not None and row.speedup is not None
-            else f"not reached ({row.reached_target}/{row.ensemble.accuracy.n})"
+        design = (format_budget(row.ensemble.budget_params), escape(row.ensemble.design),
+                  row.ensemble.label)  # fmt: skip
+        accuracy.add_row(
+            *design,
+            _ratio(row.params_ratio) + ("" if row.matched else " unmatched"),
+            f"{_points(row.accuracy_gain).removesuffix(' pt')} {_interval(row.test)}",
+            _p_with_floor(row.test),
+            _result(row),
         )
-        wins = ("✓ significant" if row.significant else "✓") if row.wins else "✗"
-        table.add_row(
-            format_budget(row.ensemble.budget_params),
-            escape(row.ensemble.design),
-            row.ensemble.label,
-            _points(row.accuracy_gain),
-            _p(row.p_value),
-            wins,
+        costs.add_row(
+            *design,
             _ratio(ratios["epoch_time_s"]),
             _ratio(ratios["latency_ms_batch1"]),
             f"{_ratio(ratios['peak_train_memory_bytes'])} / "
             f"{_ratio(ratios['loop_train_memory_bytes'])}",
-            speed,
+            _time_to_target(row),
         )
-    console.print(table)
+    console.print(accuracy)
+    note = analysis.matching_note()
+    if note is not None:
+        hint = "" if analysis.matched_only else "; --matched-only leaves them out"
+        console.print(f"  note: {escape(note)}{hint}", style="yellow")
+    console.print(costs)
 
 
 def render_analysis(analysis: Analysis) -> None:
     """The plain-text summary of a study: counts, designs, win table, ESTs."""
     console.print(
         f"[bold]{escape(analysis.study)}[/]: {analysis.num_done} runs done, "
-        f"{len(analysis.failed)} failed, {analysis.num_pending} not run yet"
+        f"{len(analysis.failed)} failed, {analysis.num_pending} not run yet; test accuracy: "
+        f"{ACCURACY_NAMES[analysis.accuracy]} (--accuracy {analysis.accuracy})"
     )
     for record in analysis.failed:
         console.print(
@@ -155,38 +220,54 @@ def _objective_margin(answer: Recommendation, runner_up: Candidate) -> str:
     return f"{a:.3g} {unit} vs {b:.3g} {unit} ({a / b:.2f}×); "
 
 
-def render_recommendation(answer: Recommendation) -> None:
+def _to_single(candidate: Candidate) -> str:
+    """', 0.96× the single network's' for an ensemble (flagged when unmatched)."""
+    if candidate.matched is None or candidate.params_ratio is None:
+        return ""
+    flag = "" if candidate.matched else ", unmatched"
+    return f", {candidate.params_ratio:.2f}× the single network's{flag}"
+
+
+def render_recommendation(answer: Recommendation, accuracy: str = "prob") -> None:
     """The answer for one budget: the design, its evidence and the other candidates."""
     asked = format_budget(answer.requested_budget)
-    console.print(f"[bold]Recommendation for {asked} parameters[/] (objective: {answer.objective})")
+    console.print(
+        f"[bold]Recommendation for {asked} parameters[/] (objective: {answer.objective}; "
+        f"test accuracy: {ACCURACY_NAMES[accuracy]})"
+    )
     for note in answer.notes:
         console.print(f"  note: {escape(note)}", style="yellow")
     choice = answer.choice
     if choice is not None:
+        best = next(c for c in answer.candidates if c.summary is choice)
         console.print(
             f"  build [bold green]{escape(choice.design)}[/] ({choice.label}, "
-            f"{choice.total_params:,} params): test accuracy {accuracy_text(choice.accuracy)}"
+            f"{choice.total_params:,} params{_to_single(best)}): "
+            f"test accuracy {accuracy_text(choice.accuracy)}"
         )
         runner_up = next((c for c in answer.candidates if c.summary is answer.runner_up), None)
-        if runner_up is not None and answer.accuracy_margin is not None:
+        if runner_up is not None and answer.accuracy_margin is not None and answer.test:
             console.print(
                 f"  against the runner-up {escape(runner_up.summary.design)} "
-                f"({runner_up.summary.label}): {_objective_margin(answer, runner_up)}"
-                f"accuracy {_points(answer.accuracy_margin)}, p = {_p(answer.p_value)} "
-                f"({choice.accuracy.n} vs {runner_up.summary.accuracy.n} seeds)"
+                f"({runner_up.summary.label}): {_objective_margin(answer, runner_up)}accuracy "
+                f"{_points(answer.accuracy_margin)} {_interval(answer.test)}, "
+                f"p = {_p_with_floor(answer.test)} "
+                f"({choice.accuracy.n} vs {runner_up.summary.accuracy.n} seeds); "
+                f"params {_ratio(answer.params_ratio)} the runner-up's"
             )
         console.print(f"  backed by runs {', '.join(choice.run_ids)}", style="dim")
     if not answer.candidates:
         return
     table = Table(title="Candidates", title_justify="left", box=box.SIMPLE_HEAD)
-    for column in ("design", "class", "test accuracy (seeds)", "latency", "train time",
-                   "train memory", "meets constraints"):  # fmt: skip
+    for column in ("design", "class", "params / single", "test accuracy (seeds)", "latency",
+                   "train time", "train memory", "meets constraints"):  # fmt: skip
         table.add_column(column)
     for candidate in answer.candidates:
         s = candidate.summary
         table.add_row(
             escape(s.design),
             s.label,
+            _ratio(candidate.params_ratio) + (" unmatched" if candidate.matched is False else ""),
             accuracy_text(s.accuracy),
             "—" if candidate.latency_ms is None else f"{candidate.latency_ms:.3g} ms",
             _median(s.train_time_s, "s"),

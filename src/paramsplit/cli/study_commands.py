@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
+import signal
+from collections.abc import Iterator
 from typing import Annotated, Any
 
 import typer
@@ -36,6 +39,27 @@ def _study_name(definition: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(studied, sort_keys=True).encode()).hexdigest()[:8]
     source = "+".join(definition["families"]) or "singles"
     return f"{source}-{'+'.join(definition['datasets'])}-{digest}"
+
+
+@contextlib.contextmanager
+def stops_cleanly() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (a job scheduler, `timeout`) stop a study the same way: its runs in
+    progress are given back, one line says so, and the exit code is 128 + the signal."""
+    from paramsplit.study_workers import Terminated, sigterm_as_interrupt
+
+    try:
+        with sigterm_as_interrupt():
+            yield
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        by, signum = ("SIGTERM", signal.SIGTERM) if terminated else ("Ctrl-C", signal.SIGINT)
+        render.error_console.print(
+            f"stopped by {by}: the runs in progress were given back; run the same command "
+            "again to resume",
+            style="yellow",
+            markup=False,
+        )
+        raise typer.Exit(128 + signum) from None
 
 
 def run(
@@ -135,7 +159,7 @@ def run(
         study = dataclasses.replace(study, measure=measure)
     device = resolve_device()
     datasets = {d: load_dataset(d, device=device) for d in study.datasets}
-    with Store.open(db) as store:
+    with Store.open(db) as store, stops_cleanly():
         _, infeasible = register_study(store, study, datasets)
         render_infeasible(infeasible)
         with study_progress(store, study) as (on_run, on_progress):

@@ -52,6 +52,12 @@ def study_progress(
             if event == "start":
                 label = f"{run_row['design']} seed {run_row['seed']}"
                 progress.reset(current, description=label, total=epochs, status="")
+            elif event == "lost":
+                progress.console.print(
+                    f"[yellow]stopped[/] {render.escape(run_row['design'])} seed "
+                    f"{run_row['seed']}: another worker took the run over while this one was "
+                    "paused; it finishes it"
+                )
             else:
                 count_done()
 

@@ -3,6 +3,8 @@
 Three dense blocks of n bottleneck layers (BN-ReLU-1×1 conv to 4g, BN-ReLU-3×3 conv to g),
 transitions that halve the channels (compression 0.5, rounded down) and the resolution,
 a 3×3 stem with 2g channels. DenseNet-BC-100-12 has 769,162 parameters for 10 classes.
+Each block may have its own growth rate (`densenet-bc-100-6.6.7`); the stem then has twice
+the first block's.
 """
 
 from __future__ import annotations
@@ -50,17 +52,22 @@ class Transition(nn.Module):
 
 class DenseNetBC(MemberNetwork):
     def __init__(
-        self, units: int, width: int, in_channels: int, num_classes: int, num_members: int = 1
+        self,
+        units: int,
+        stage_widths: tuple[int, ...],
+        in_channels: int,
+        num_classes: int,
+        num_members: int = 1,
     ) -> None:
         super().__init__(num_members, in_channels)
-        k, growth = num_members, width
-        channels = 2 * growth
+        k, num_blocks = num_members, len(stage_widths)
+        channels = 2 * stage_widths[0]
         layers: list[nn.Module] = [MemberConv2d(k, in_channels, channels, 3, padding=1)]
-        for block in range(3):
+        for block, growth in enumerate(stage_widths):
             for _ in range(units):
                 layers.append(Bottleneck(k, channels, growth))
                 channels += growth
-            if block < 2:
+            if block < num_blocks - 1:
                 compressed = int(channels * COMPRESSION)
                 layers.append(Transition(k, channels, compressed))
                 channels = compressed

@@ -15,8 +15,8 @@ from paramsplit.models.vgg import VGG
 from paramsplit.models.wrn import WideResNet
 from paramsplit.specs import ArchSpec, InputSpec
 
-# Each builder takes (units, width, in_channels, num_classes, num_members).
-BUILDERS: dict[str, Callable[[int, int, int, int, int], MemberNetwork]] = {
+# Each builder takes (units, stage_widths, in_channels, num_classes, num_members).
+BUILDERS: dict[str, Callable[[int, tuple[int, ...], int, int, int], MemberNetwork]] = {
     "resnet": ResNet,
     "wrn": WideResNet,
     "densenet-bc": DenseNetBC,
@@ -45,7 +45,11 @@ def build_model(
             torch.manual_seed(seed)
         with torch.device(device) if device is not None else contextlib.nullcontext():
             model = builder(
-                arch.units, arch.width, input_spec.channels, input_spec.num_classes, num_members
+                arch.units,
+                arch.stage_widths,
+                input_spec.channels,
+                input_spec.num_classes,
+                num_members,
             )
     finally:
         if generator_state is not None:

@@ -1,5 +1,8 @@
 """CIFAR ResNet (He et al. 2016, section 4.2): depth 6n+2, stages of width w, 2w, 4w.
 
+Stage widths may also be given one by one (`resnet-56-8.16.31`); the stem has the first
+stage's width, so the first stage keeps its identity shortcuts.
+
 Shortcuts that change shape are 1×1 projections with batch norm ("option B"). The paper's
 CIFAR networks used zero-padding ("option A"), which has 2,752 fewer parameters at w = 16;
 option B is what common implementations use and gives the counts usually quoted
@@ -36,17 +39,23 @@ class BasicBlock(nn.Module):
 
 class ResNet(MemberNetwork):
     def __init__(
-        self, units: int, width: int, in_channels: int, num_classes: int, num_members: int = 1
+        self,
+        units: int,
+        stage_widths: tuple[int, ...],
+        in_channels: int,
+        num_classes: int,
+        num_members: int = 1,
     ) -> None:
         super().__init__(num_members, in_channels)
         k = num_members
+        stem = stage_widths[0]
         layers: list[nn.Module] = [
-            MemberConv2d(k, in_channels, width, 3, padding=1),
-            member_batch_norm(k, width),
+            MemberConv2d(k, in_channels, stem, 3, padding=1),
+            member_batch_norm(k, stem),
             nn.ReLU(inplace=True),
         ]
-        channels = width
-        for stage, stage_width in enumerate((width, 2 * width, 4 * width)):
+        channels = stem
+        for stage, stage_width in enumerate(stage_widths):
             for block in range(units):
                 stride = 2 if stage > 0 and block == 0 else 1
                 layers.append(BasicBlock(k, channels, stage_width, stride))

@@ -1,7 +1,8 @@
 """VGG for small inputs (Simonyan & Zisserman 2015, as adapted to 32×32 images).
 
 Five stages of 3×3 conv-BN-ReLU with w, 2w, 4w, 8w, 8w channels, each followed by 2×2 max
-pooling, then global average pooling and one linear classifier. VGG naming counts the three
+pooling (stage widths may also be given one by one: `vgg-16-45.90.181.362.362`), then
+global average pooling and one linear classifier. VGG naming counts the three
 fully connected layers of the ImageNet original, so depth d has d-3 convolutions:
 VGG-11 = [1,1,2,2,2], VGG-16 = [2,2,3,3,3], VGG-19 = [2,2,4,4,4] convolutions per stage.
 At 32×32, VGG-16 (w = 64) has 14,728,266 parameters for 10 classes.
@@ -15,7 +16,6 @@ from torch import Tensor, nn
 from paramsplit.models.layers import MemberConv2d, MemberHead, MemberNetwork, member_batch_norm
 
 NUM_STAGES = 5
-STAGE_MULTIPLIERS = (1, 2, 4, 8, 8)
 
 
 def convs_per_stage(num_convs: int) -> list[int]:
@@ -50,16 +50,20 @@ class PoolIfLarge(nn.Module):
 
 class VGG(MemberNetwork):
     def __init__(
-        self, units: int, width: int, in_channels: int, num_classes: int, num_members: int = 1
+        self,
+        units: int,
+        stage_widths: tuple[int, ...],
+        in_channels: int,
+        num_classes: int,
+        num_members: int = 1,
     ) -> None:
         super().__init__(num_members, in_channels)
         k = num_members
         num_convs = units + 4  # depth = units + 7 = convs + 3
         layers: list[nn.Module] = []
         channels = in_channels
-        for multiplier, count in zip(STAGE_MULTIPLIERS, convs_per_stage(num_convs), strict=True):
+        for out, count in zip(stage_widths, convs_per_stage(num_convs), strict=True):
             for _ in range(count):
-                out = multiplier * width
                 layers += [
                     MemberConv2d(k, channels, out, 3, padding=1, bias=True),
                     member_batch_norm(k, out),

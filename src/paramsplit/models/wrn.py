@@ -37,17 +37,22 @@ class PreActBlock(nn.Module):
 
 class WideResNet(MemberNetwork):
     def __init__(
-        self, units: int, width: int, in_channels: int, num_classes: int, num_members: int = 1
+        self,
+        units: int,
+        stage_widths: tuple[int, ...],
+        in_channels: int,
+        num_classes: int,
+        num_members: int = 1,
     ) -> None:
         super().__init__(num_members, in_channels)
         k = num_members
         layers: list[nn.Module] = [MemberConv2d(k, in_channels, STEM_CHANNELS, 3, padding=1)]
         channels = STEM_CHANNELS
-        for stage, base in enumerate((16, 32, 64)):
+        for stage, stage_width in enumerate(stage_widths):  # 16w, 32w, 64w when uniform
             for block in range(units):
                 stride = 2 if stage > 0 and block == 0 else 1
-                layers.append(PreActBlock(k, channels, base * width, stride))
-                channels = base * width
+                layers.append(PreActBlock(k, channels, stage_width, stride))
+                channels = stage_width
         layers += [member_batch_norm(k, channels), nn.ReLU(inplace=True)]
         self.features = nn.Sequential(*layers)
         self.head = MemberHead(k, channels, num_classes)

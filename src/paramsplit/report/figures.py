@@ -39,7 +39,7 @@ def _mark_est(ax: Axes, switchover: Switchover, designs: list[DesignSummary]) ->
     if est is None or not at:
         return
     look = look_of(switchover.design_class, switchover.num_members)
-    sign = "≤" if switchover.outcome == "all" else "="
+    sign = "≤" if switchover.est_is_upper_bound else "="
     ax.axvline(est, color=look.colour, linestyle=":", linewidth=1.0, alpha=0.7)
     ax.plot(
         [est], [at[0].accuracy.mean * 100], marker="*", markersize=16, linestyle="none",

@@ -12,7 +12,9 @@ from importlib import resources
 
 from paramsplit import __version__
 from paramsplit.analysis import Analysis, Constraints, Recommendation
+from paramsplit.analysis.matching import tolerance_text
 from paramsplit.analysis.recommend import MEMORY_EXECUTIONS
+from paramsplit.analysis.records import ACCURACY_NAMES
 from paramsplit.report.figures import ReportFigure, render_figures
 from paramsplit.report.tables import (
     Table,
@@ -22,7 +24,14 @@ from paramsplit.report.tables import (
     failed_table,
     switchovers_table,
 )
-from paramsplit.report.text import accuracy_text, number, p_value_text, points_text
+from paramsplit.report.text import (
+    accuracy_text,
+    interval_text,
+    number,
+    p_value_text,
+    points_text,
+    ratio_text,
+)
 from paramsplit.specs import format_budget
 
 
@@ -90,15 +99,24 @@ def recommendation_html(answer: Recommendation) -> str:
     if choice is None:
         parts.append("<p><strong>No measured design fits.</strong></p>")
     else:
+        best = next(c for c in answer.candidates if c.summary is choice)
+        to_single = ""
+        if best.matched is not None and best.params_ratio is not None:
+            flag = "" if best.matched else ", unmatched"
+            to_single = f", {best.params_ratio:.2f}× the single network's parameters{flag}"
         sentence = (
             f"Build <strong>{esc(choice.design)}</strong> ({esc(choice.label)}, budget "
-            f"{esc(format_budget(choice.budget_params))}): test accuracy "
+            f"{esc(format_budget(choice.budget_params))}, {choice.total_params:,} parameters"
+            f"{esc(to_single)}): test accuracy "
             f"{esc(accuracy_text(choice.accuracy))} % over {choice.accuracy.n} seeds"
         )
-        if answer.runner_up is not None and answer.accuracy_margin is not None:
-            sentence += (
-                f", {esc(points_text(answer.accuracy_margin))} points over the runner-up "
-                f"{esc(answer.runner_up.design)} (p-value {esc(p_value_text(answer.p_value))})"
+        test = answer.test
+        if answer.runner_up is not None and answer.accuracy_margin is not None and test:
+            sentence += esc(
+                f", {points_text(answer.accuracy_margin)} points {interval_text(test)} over "
+                f"the runner-up {answer.runner_up.design} (p-value {p_value_text(test.p_value)}, "
+                f"smallest possible {p_value_text(test.smallest_p_value)}; "
+                f"{ratio_text(answer.params_ratio)} its parameters)"
             )
         parts.append(f"<p>{sentence}.</p>")
         parts.append(f"<p class='note'>Backed by runs: {esc(', '.join(choice.run_ids))}.</p>")
@@ -111,8 +129,14 @@ def recommendation_html(answer: Recommendation) -> str:
 
 def _answer_html(analysis: Analysis) -> str:
     if analysis.switchovers:
-        items = "".join(f"<li>{esc(s.describe())}</li>" for s in analysis.switchovers)
-        return f"<ul class='answer'>{items}</ul>"
+        items = "".join(
+            f"<li>{esc(s.describe())}<br><span class='note'>{esc(s.sequence)}</span></li>"
+            for s in analysis.switchovers
+        )
+        note = analysis.matching_note()
+        flag = "" if analysis.matched_only else " (--matched-only leaves them out)"
+        note_html = f"<p class='note' id='matching-note'>{esc(note)}{flag}.</p>" if note else ""
+        return f"<ul class='answer'>{items}</ul>{note_html}"
     return (
         "<p>No ensemble was compared with a single network of the same budget, so there "
         "is no switchover to report.</p>"
@@ -122,14 +146,19 @@ def _answer_html(analysis: Analysis) -> str:
 def _meta_html(analysis: Analysis) -> str:
     groups = sorted({f"{d.family} on {d.dataset}" for d in analysis.designs})
     rule = (
-        f"an ensemble wins when it is more accurate with one-sided Welch p < {analysis.alpha:g}"
+        "an ensemble wins when it is more accurate with an exact one-sided permutation test "
+        f"p ≤ {analysis.alpha:g}"
         if analysis.require_significance
         else "an ensemble wins when its mean test accuracy over seeds is higher"
     )
+    matched = f"matched: params ratio within {tolerance_text(analysis.match_tolerance)}" + (
+        ", unmatched comparisons left out of the EST" if analysis.matched_only else ""
+    )
+    accuracy = f"test accuracy: {ACCURACY_NAMES[analysis.accuracy]} ({analysis.accuracy})"
     return (
         f"<p class='meta'>{esc(', '.join(groups) or 'no finished designs')} · "
         f"{analysis.num_runs} runs: {analysis.num_done} finished, {len(analysis.failed)} failed, "
-        f"{analysis.num_pending} not run · {esc(rule)}</p>"
+        f"{analysis.num_pending} not run · {esc(rule)} · {esc(matched)} · {esc(accuracy)}</p>"
     )
 
 
@@ -145,25 +174,42 @@ what the design really has, counted from the built network; the ratio is total /
 Compare designs at the same budget, and check the ratio.</dd>
 <dt>single, deq, weq, k</dt><dd>single: one network. deq (depth-equivalent): k members of
 the single network's depth, narrower. weq (width-equivalent): k members of its width,
-shallower. The members' parameters add up to about the budget.</dd>
-<dt>EST (Ensemble Switchover Threshold)</dt><dd>The smallest budget tested from which an
-ensemble class beats the single network of the same budget at that budget and every larger
-one tested. "≤" means it wins at every budget tested; "none in range" means it does not win
-at the largest.</dd>
+shallower. The members' parameters add up to about the single network's.</dd>
+<dt>Params ratio, matched</dt><dd>Every comparison shows the ensemble's parameters / the
+single network's. A ratio outside {tolerance} is flagged "unmatched": the ensemble is not
+the same size as the network it is compared with. --matched-only leaves such comparisons out
+of the EST; --match-tolerance sets the range.</dd>
+<dt>EST (Ensemble Switchover Threshold)</dt><dd>The smallest budget from which an ensemble
+class beats the single network of the same budget at that budget and every larger one. The
+sequence shows each budget: ✓ a win, ✗ not (a loss, a tie or a win that is not significant),
+? too few seeds to tell, · no comparison (failed, not run, infeasible, or unmatched with
+--matched-only), with the params ratio. The EST never spans a gap: a budget without a
+comparison ends a run of wins. "≤" means the ensemble may start winning lower: it wins at
+every budget, or the budget below has no comparison or too few seeds. "none in range" means
+it does not win at the largest budget; "not enough seeds to tell" that the seeds there could
+not show a significant win.</dd>
 <dt>Accuracy, validation and test</dt><dd>Test accuracy is measured once per run, at the
-epoch with the best validation accuracy (selection never looks at the test set). Tables show
-mean ± sample standard deviation over seeds, in percent; with one seed, the mean alone.
-Costs (times, memory) are medians over seeds: one measurement disturbed by other work on
-the machine does not move them.
-The heat map compares {heat_metric} accuracy after each epoch.</dd>
-<dt>Gain, p-value, result</dt><dd>Gain: ensemble mean − single mean, in percentage points.
-p-value: one-sided Welch's t-test that the ensemble is more accurate (needs two seeds on each
-side). "win, significant": gain above 0 with p-value below {alpha:g}.</dd>
+epoch with the best validation accuracy (selection never looks at the test set); an
+ensemble's prediction is its {accuracy}. Tables show mean ± sample standard deviation over
+seeds, in percent; with one seed, the mean alone. Costs (times, memory) are medians over
+seeds: one measurement disturbed by other work on the machine does not move them.
+The heat map compares {heat_metric} accuracy after each epoch, and the curves validation
+accuracy: both with the members' probabilities averaged, whatever the headline accuracy.</dd>
+<dt>Gain, interval, p-value, result</dt><dd>Gain: ensemble mean − single mean, in percentage
+points. p-value: the exact one-sided permutation test that the ensemble is more accurate,
+over every way to split the seeds into two groups; it cannot go below 1 / (number of splits):
+0.167 with 2 seeds against 2, 0.05 with 3 against 3 (the "smallest possible p"). The interval
+inverts the same test ({confidence}%: each bound one-sided at {alpha:g}), so it excludes 0
+exactly when the win is significant, and is unbounded (±∞) when there are too few seeds.
+"win, significant": a gain above 0 with p ≤ {alpha:g}; a tie or a loss is never
+significant.</dd>
 <dt>Ratios (×)</dt><dd>Ensemble cost / single network cost at the same budget: above 1× the
 ensemble costs more, below 1× it costs less. — means not measured.</dd>
-<dt>Time to single's best, speed-up</dt><dd>Training time until the ensemble's validation
-accuracy first reaches the single network's best (median over the seeds that got there),
-and how many times sooner that is than the single network reaching its own best.</dd>
+<dt>Time to target, speed-up</dt><dd>Both designs are timed to one target, the single
+network's median best validation accuracy over its seeds: each seed's training time until its
+validation accuracy first reaches it, the median over seeds, and how many seeds got there
+(a seed that never does counts as never: with fewer than half there, "not reached"). The
+speed-up is the single network's time / the ensemble's.</dd>
 <dt>Pareto front</dt><dd>Designs no other design beats or equals on every objective
 (accuracy, training time, latency, training memory; objectives some design did not measure
 are left out).</dd>
@@ -199,7 +245,11 @@ def render_html(
         _section("Ensembles against the single network", "comparisons-section", comparisons),
         _section("Failed runs", "failed-section", failed),
         _section("How to read this", "how-to-read",
-                 HOW_TO_READ.format(heat_metric=_heat_metric(analysis), alpha=analysis.alpha)),
+                 HOW_TO_READ.format(
+                     heat_metric=_heat_metric(analysis), alpha=analysis.alpha,
+                     confidence=round(100 * (1 - 2 * analysis.alpha)),
+                     tolerance=tolerance_text(analysis.match_tolerance),
+                     accuracy=ACCURACY_NAMES[analysis.accuracy])),
     ]  # fmt: skip
     return (
         "<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>"

@@ -9,20 +9,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from paramsplit.analysis import Analysis, Comparison, DesignSummary, Recommendation, Stat
-from paramsplit.analysis.stats import TIE_TOLERANCE
+from paramsplit.analysis import (
+    Analysis,
+    Comparison,
+    DesignSummary,
+    Recommendation,
+    Stat,
+    TimeToTarget,
+)
 from paramsplit.report.text import (
     BYTES_PER_MB,
     MISSING,
     accuracy_text,
     cost_text,
+    interval_text,
     mean_of,
     median_of,
     number,
     p_value_text,
     points_text,
     ratio_text,
-    short_budget,
+    time_text,
 )
 from paramsplit.specs import format_budget
 
@@ -121,18 +128,24 @@ def designs_table(analysis: Analysis) -> Table:
 
 
 def verdict(row: Comparison) -> str:
-    if abs(row.accuracy_gain) <= TIE_TOLERANCE:
-        return "tie"
+    """'loss', 'tie', 'win, significant', 'win, not significant', 'win, too few seeds to
+    test'."""
     if not row.wins:
-        return "loss"
-    return "win, significant" if row.significant else "win"
+        return row.verdict()
+    if row.significant:
+        return "win, significant"
+    return "win, not significant" if row.test.enough_seeds else "win, too few seeds to test"
 
 
-def _time_to_accuracy(row: Comparison) -> Cell:
-    seeds = f"{row.reached_target}/{row.ensemble.accuracy.n} seeds"
-    if row.time_to_accuracy_s is None:
-        return num(f"not reached ({seeds})" if row.target_val_accuracy else MISSING, None)
-    return num(f"{number(row.time_to_accuracy_s)} ({seeds})", row.time_to_accuracy_s)
+def params_ratio_cell(ratio: float | None, matched: bool | None) -> Cell:
+    """'0.96' or '0.61 unmatched': ensemble parameters / the single network's."""
+    if ratio is None:
+        return num(MISSING, None)
+    return num(f"{ratio:.3f}" + (" unmatched" if matched is False else ""), ratio)
+
+
+def _time_cell(time: TimeToTarget | None) -> Cell:
+    return num(time_text(time), None if time is None else time.median_s)
 
 
 COMPARISON_RATIOS = (  # (Comparison.cost_ratios key, header)
@@ -155,19 +168,22 @@ def comparisons_table(analysis: Analysis) -> Table:
         "single network",
         "ensemble accuracy (%)",
         "single accuracy (%)",
-        "gain (points)",
-        "p-value",
-        "result",
         "params ratio (×)",
+        "gain (points)",
+        f"gain interval, {round(100 * (1 - 2 * analysis.alpha))}% (points)",
+        "p-value",
+        "smallest possible p",
+        "result",
         *(h for _, h in COMPARISON_RATIOS),
-        "time to single's best (s)",
-        "single's time to best (s)",
+        "target (validation %)",
+        "ensemble time to target (s)",
+        "single time to target (s)",
         "speed-up (×)",
     ]
     rows: list[tuple[DesignSummary, list[Cell]]] = []
     for c in analysis.comparisons:
         e, s = c.ensemble, c.single
-        params_ratio = e.total_params / s.total_params
+        target = c.target_val_accuracy
         row = [
             text(e.design),
             text(e.design_class),
@@ -176,20 +192,30 @@ def comparisons_table(analysis: Analysis) -> Table:
             text(s.design),
             accuracy_cell(e.accuracy),
             accuracy_cell(s.accuracy),
+            params_ratio_cell(c.params_ratio, c.matched),
             num(points_text(c.accuracy_gain), c.accuracy_gain * 100),
+            num(interval_text(c.test), None if c.test.gain_low is None else c.test.gain_low * 100),
             num(p_value_text(c.p_value), c.p_value),
+            num(p_value_text(c.test.smallest_p_value), c.test.smallest_p_value),
             text(verdict(c)),
-            num(ratio_text(params_ratio), params_ratio),
             *(
                 num(ratio_text(c.cost_ratios.get(k)), c.cost_ratios.get(k))
                 for k, _ in COMPARISON_RATIOS
             ),
-            _time_to_accuracy(c),
-            num(number(c.single_time_to_best_s), c.single_time_to_best_s),
+            num(MISSING if target is None else f"{target * 100:.1f}", target and target * 100),
+            _time_cell(c.ensemble_time),
+            _time_cell(c.single_time),
             num(ratio_text(c.speedup), c.speedup),
         ]
         rows.append((e, row))
     return _by_group_if_several("comparisons", headers, rows)
+
+
+NO_EST_TEXT = {
+    "none": "none in range",
+    "undecided": "not enough seeds to tell",
+    "gap": "none: no comparison at the largest budget",
+}
 
 
 def switchovers_table(analysis: Analysis) -> Table:
@@ -198,31 +224,28 @@ def switchovers_table(analysis: Analysis) -> Table:
         "dataset",
         "class",
         "k",
-        "budgets tested (✓ ensemble wins)",
+        "budgets (✓ win, ✗ not, ? too few seeds, · no comparison; params ratio)",
         "EST (params)",
         "outcome",
+        "unmatched",
     )
     rows = []
     for s in analysis.switchovers:
-        tested = " · ".join(
-            f"{short_budget(b)} {'✓' if win else '✗'}"
-            for b, win in zip(s.budgets, s.wins, strict=True)
-        )
         if s.est_budget is None:
-            est = num("none in range", None)
+            est = num(NO_EST_TEXT[s.outcome], None)
         else:
-            est = num(
-                ("≤ " if s.outcome == "all" else "") + format_budget(s.est_budget), s.est_budget
-            )
+            sign = "≤ " if s.est_is_upper_bound else ""
+            est = num(sign + format_budget(s.est_budget), s.est_budget)
         rows.append(
             (
                 text(s.family),
                 text(s.dataset),
                 text(s.design_class),
                 num(str(s.num_members), s.num_members),
-                text(tested),
+                text(s.sequence),
                 est,
-                text(s.outcome),
+                text(s.outcome.replace("_", " ")),
+                num(str(s.num_unmatched), s.num_unmatched),
             )
         )
     return Table("switchovers", headers, tuple(rows))
@@ -248,6 +271,7 @@ def candidates_table(recommendation: Recommendation) -> Table:
             text(c.summary.design),
             text(c.summary.label),
             budget_cell(c.summary.budget_params),
+            params_ratio_cell(c.params_ratio, c.matched),
             accuracy_cell(c.summary.accuracy),
             num(number(c.latency_ms), c.latency_ms),
             text("✓" if c.passes else "✗"),
@@ -259,6 +283,7 @@ def candidates_table(recommendation: Recommendation) -> Table:
         "design",
         "class",
         "budget (params)",
+        "params / single (×)",
         "test accuracy (%)",
         f"latency, batch {recommendation.constraints.batch_size} (ms)",
         "meets constraints",

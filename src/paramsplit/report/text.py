@@ -6,7 +6,7 @@ live in the column headers, so cells hold bare numbers.
 
 from __future__ import annotations
 
-from paramsplit.analysis import Stat
+from paramsplit.analysis import SeedTest, Stat, TimeToTarget
 
 MISSING = "—"
 BYTES_PER_MB = 1_000_000  # decimal megabytes, as `paramsplit.units` parses "4GB"
@@ -65,3 +65,20 @@ def p_value_text(p_value: float | None) -> str:
 def mean_of(stat: Stat | None, scale: float = 1.0) -> float | None:
     """The mean to sort a column by (None sorts last)."""
     return None if stat is None else stat.mean * scale
+
+
+def interval_text(test: SeedTest) -> str:
+    """The gain's interval in points: '[+0.12, +0.88]'; a side too few seeds cannot bound is
+    '−∞' or '+∞'."""
+    low = "−∞" if test.gain_low is None else points_text(test.gain_low)
+    high = "+∞" if test.gain_high is None else points_text(test.gain_high)
+    return f"[{low}, {high}]"
+
+
+def time_text(time: TimeToTarget | None) -> str:
+    """'2.1 (3/3 seeds)', 'not reached (1/3 seeds)': a median over seeds, and how many got
+    there."""
+    if time is None:
+        return MISSING
+    shown = "not reached" if time.median_s is None else number(time.median_s)
+    return f"{shown} ({time.reached_text} seeds)"

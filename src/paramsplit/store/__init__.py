@@ -16,13 +16,19 @@ few; every other write is synced, and makes the ones before it durable too.
     store.add_study("resnet-digits", definition)
     store.add_runs("resnet-digits", specs)
     while (run := store.claim_next("resnet-digits", default_worker())) is not None:
-        ...  # train run["spec"]; store.record_epoch(run["run_id"], record) each epoch
-        store.finish(run["run_id"], result)  # or store.fail(run["run_id"], "diverged")
+        claim = Claim.of(run)  # shown with every write: refused once another worker holds it
+        ...  # train run["spec"]; store.record_epoch(claim, record) each epoch
+        store.finish(claim, result)  # or store.fail(claim, "diverged")
+
+A worker paused past `STALE_AFTER_S` loses its run to the next claim; its writes for that run
+then raise `ClaimLostError` (and `heartbeat` says False), so it stops, and nothing it does
+later reaches the run.
 """
 
 from __future__ import annotations
 
-from paramsplit.errors import StoreError
+from paramsplit.errors import ClaimLostError, StoreError, StoreWriteError
+from paramsplit.store.claims import Claim
 from paramsplit.store.database import DEFAULT_PATH
 from paramsplit.store.identity import IDENTITY_KEYS, canonical_json, run_id_for
 from paramsplit.store.results import STALE_AFTER_S, AddedRuns, Store, default_worker
@@ -44,8 +50,11 @@ __all__ = [
     "STALE_AFTER_S",
     "STATUSES",
     "AddedRuns",
+    "Claim",
+    "ClaimLostError",
     "Store",
     "StoreError",
+    "StoreWriteError",
     "canonical_json",
     "default_worker",
     "run_id_for",

@@ -1,16 +1,65 @@
-"""Which run a claim takes: stale running runs first, then pending, then failed ones."""
+"""Claims: which run a claim takes (stale running runs first, then pending, then failed
+ones), and the token that proves a worker still holds the run it writes for."""
 
 from __future__ import annotations
 
 import os
 import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, select
 from sqlalchemy.sql import ColumnElement, Select
 
+from paramsplit.errors import StoreError
 from paramsplit.store import queries, schema
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A worker's hold on a running run, shown with every write of the run's progress or
+    result. The claim's time tells two claims of one worker apart: a run that it lost and
+    claimed again is a new claim, and the old one's writes are refused."""
+
+    run_id: str
+    worker: str
+    claimed_at: datetime
+
+    @classmethod
+    def of(cls, run: Mapping[str, Any]) -> Claim:
+        """The claim under which `Store.claim_next` returned `run`."""
+        if run.get("status") != "running" or not run.get("worker") or not run.get("claimed_at"):
+            raise StoreError(
+                f"run {run.get('run_id')!r} is {run.get('status')}, not claimed: pass a run "
+                "that claim_next returned"
+            )
+        return cls(run["run_id"], run["worker"], run["claimed_at"])
+
+
+def held(claim: Claim) -> ColumnElement[bool]:
+    """Where the run is still running under `claim`."""
+    runs = schema.runs
+    return and_(
+        runs.c.run_id == claim.run_id,
+        runs.c.status == "running",
+        runs.c.worker == claim.worker,
+        runs.c.claimed_at == claim.claimed_at,
+    )
+
+
+def describe_holder(connection: Connection, claim: Claim) -> str:
+    """Who has the run now, for the message of a refused write."""
+    runs = schema.runs
+    row = connection.execute(
+        select(runs.c.status, runs.c.worker).where(runs.c.run_id == claim.run_id)
+    ).first()
+    if row is None:
+        return "it is no longer in the database"
+    if row.status == "running":
+        return f"{row.worker or 'another worker'} has claimed it since"
+    return f"it is {row.status} now"
 
 
 def pick(

@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any
 
 from sqlalchemy import Connection, Engine, func, select, update
+from sqlalchemy.exc import OperationalError
 
 import paramsplit
-from paramsplit.errors import StoreError
+from paramsplit.errors import ClaimLostError, StoreError, StoreWriteError
 from paramsplit.store import claims, database, queries, rows, schema
 from paramsplit.store import measurements as measured
+from paramsplit.store.claims import Claim
 from paramsplit.store.identity import to_jsonable
 
 # A `running` run whose heartbeat is older than this is taken over by the next claim. A
@@ -23,6 +26,10 @@ from paramsplit.store.identity import to_jsonable
 # longest epoch; a dead process on this host is detected at once by its pid instead.
 STALE_AFTER_S = 900.0
 _CLAIM_TRIES = 5
+
+# A run named by its id is written as asked; named by the claim on it (`Claim.of(run)`), the
+# write happens only while that claim still holds the run, and raises ClaimLostError if not.
+RunRef = str | Claim
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,9 @@ class Store:
     """The results database. Every write is its own committed transaction.
 
     Open with `Store.open(path_or_url)`; use as a context manager or call `close()`. Open a
-    Store in each process (after a fork, not before).
+    Store in each process (after a fork, not before). A write the database cannot take now
+    (disk full, locked past the busy timeout, read-only) raises `StoreWriteError` and
+    changes nothing.
     """
 
     def __init__(self, engine: Engine, url: str) -> None:
@@ -103,7 +112,7 @@ class Store:
             raise StoreError(f"study name must be a non-empty string, got {name!r}")
         stored = to_jsonable(definition)
         now = _now()
-        with database.write_transaction(self._engine) as connection:
+        with self._writing() as connection:
             table = schema.studies
             old = connection.execute(
                 select(table.c.definition).where(table.c.name == name)
@@ -127,7 +136,7 @@ class Store:
         prepared = [rows.run_row(spec) for spec in specs]  # check all before writing any
         unique = {row["run_id"]: row for row in prepared}
         now = _now()
-        with database.write_transaction(self._engine) as connection:
+        with self._writing() as connection:
             self._require_study(connection, study)
             runs = schema.runs
             existing = {
@@ -168,7 +177,7 @@ class Store:
         """
         for _ in range(_CLAIM_TRIES):
             now = _now()
-            with database.write_transaction(self._engine) as connection:
+            with self._writing() as connection:
                 self._require_study(connection, study)
                 found = claims.pick(connection, study, now, stale_after_s, retry_failed_before)
                 if found is None:
@@ -198,41 +207,39 @@ class Store:
         # Only a database without row locks gets here, and only under heavy contention.
         raise StoreError(f"could not claim a run of study '{study}' in {_CLAIM_TRIES} tries")
 
-    def heartbeat(self, run_id: str, worker: str) -> bool:
-        """Say that `worker` still runs `run_id`. False: the claim was lost (taken over as
-        stale, or released): the worker should stop this run."""
-        runs = schema.runs
-        with database.write_transaction(self._engine, durable=False) as connection:
+    def heartbeat(self, claim: Claim) -> bool:
+        """Say that the claim's worker still runs the run. False: the claim was lost (taken
+        over as stale, or released): the worker should stop this run."""
+        with self._writing(durable=False) as connection:
             beat = connection.execute(
-                update(runs)
-                .where(runs.c.run_id == run_id, runs.c.worker == worker, runs.c.status == "running")
-                .values(heartbeat_at=_now())
+                update(schema.runs).where(claims.held(claim)).values(heartbeat_at=_now())
             )
             return bool(beat.rowcount == 1)
 
-    def record_epoch(self, run_id: str, record: Mapping[str, Any]) -> None:
+    def record_epoch(self, run: RunRef, record: Mapping[str, Any]) -> None:
         """Store one epoch of a run's curve (again: a resumed run rewriting an epoch replaces
         it). Counts as the run's heartbeat."""
+        run_id = _run_id(run)
         row = rows.epoch_row(run_id, record)
-        runs = schema.runs
-        with database.write_transaction(self._engine, durable=False) as connection:
-            rows.upsert_epochs(connection, [row])
-            connection.execute(
-                update(runs)
-                .where(runs.c.run_id == run_id, runs.c.status == "running")
-                .values(heartbeat_at=_now())
+        with self._writing(durable=False) as connection:
+            beat = connection.execute(
+                update(schema.runs).where(*_still_running(run)).values(heartbeat_at=_now())
             )
+            if isinstance(run, Claim) and beat.rowcount != 1:
+                raise _lost(connection, run, "record its epoch")
+            rows.upsert_epochs(connection, [row])
 
-    def finish(self, run_id: str, result: Mapping[str, Any]) -> None:
+    def finish(self, run: RunRef, result: Mapping[str, Any]) -> None:
         """Mark a run done with its result: keys named like a metric column fill it, the whole
         dict goes to `metrics`, and a `curve` list of epoch records to `epochs`."""
+        run_id = _run_id(run)
         values = rows.columns_from(result, schema.runs, schema.METRIC_COLUMNS, "result")
         values |= rows.columns_from(result, schema.runs, schema.ENVIRONMENT_COLUMNS, "result")
         values.setdefault("package_version", paramsplit.__version__)
         metrics = to_jsonable(result)
         curve = [rows.epoch_row(run_id, record) for record in result.get("curve") or ()]
         runs = schema.runs
-        with database.write_transaction(self._engine) as connection:
+        with self._writing() as connection:
             if "host" not in values:
                 worker = connection.execute(
                     select(runs.c.worker).where(runs.c.run_id == run_id)
@@ -240,7 +247,7 @@ class Store:
                 values["host"] = worker.rpartition(":")[0] if worker else socket.gethostname()
             self._update_run(
                 connection,
-                run_id,
+                run,
                 status="done",
                 reason=None,
                 finished_at=_now(),
@@ -249,22 +256,26 @@ class Store:
             )
             rows.upsert_epochs(connection, curve)
 
-    def fail(self, run_id: str, reason: str) -> None:
-        """Mark a run failed: `reason` is e.g. 'diverged', 'oom' or 'error: <message>'."""
+    def fail(self, run: RunRef, reason: str, *, notes: Sequence[str] = ()) -> None:
+        """Mark a run failed: `reason` is e.g. 'diverged', 'oom' or 'error: <message>';
+        `notes` (what else happened to the run) go to its `metrics`."""
         if not isinstance(reason, str) or not reason.strip():
             raise StoreError(f"a failed run needs a reason such as 'diverged', got {reason!r}")
-        with database.write_transaction(self._engine) as connection:
-            self._update_run(connection, run_id, status="failed", reason=reason, finished_at=_now())
+        metrics = {"notes": list(notes)} if notes else None
+        with self._writing() as connection:
+            self._update_run(
+                connection, run, status="failed", reason=reason, finished_at=_now(), metrics=metrics
+            )
 
-    def release(self, run_id: str) -> bool:
+    def release(self, run: RunRef) -> bool:
         """Give a running run back (e.g. on Ctrl-C): it is pending again, and its epochs stay
-        for the resume. False if it was not running."""
-        runs = schema.runs
-        with database.write_transaction(self._engine) as connection:
+        for the resume. False if it was not running (under this claim, given one)."""
+        run_id = _run_id(run)
+        with self._writing() as connection:
             self._require_run(connection, run_id)
             released = connection.execute(
-                update(runs)
-                .where(runs.c.run_id == run_id, runs.c.status == "running")
+                update(schema.runs)
+                .where(*_still_running(run))
                 .values(status="pending", worker=None, claimed_at=None, heartbeat_at=None)
             )
             return bool(released.rowcount == 1)
@@ -358,11 +369,59 @@ class Store:
         if not connection.execute(select(runs.c.run_id).where(runs.c.run_id == run_id)).first():
             raise StoreError(f"unknown run {run_id!r} in '{self.url}'")
 
-    def _update_run(self, connection: Connection, run_id: str, **values: Any) -> None:
+    def _update_run(self, connection: Connection, run: RunRef, **values: Any) -> None:
         runs = schema.runs
-        updated = connection.execute(update(runs).where(runs.c.run_id == run_id).values(**values))
-        if updated.rowcount != 1:
-            raise StoreError(f"unknown run {run_id!r} in '{self.url}'")
+        where = claims.held(run) if isinstance(run, Claim) else runs.c.run_id == run
+        updated = connection.execute(update(runs).where(where).values(**values))
+        if updated.rowcount == 1:
+            return
+        self._require_run(connection, _run_id(run))
+        assert isinstance(run, Claim)  # a run that exists, named by id, is always updated
+        raise _lost(connection, run, "record its result")
+
+    @contextmanager
+    def _writing(self, *, durable: bool = True) -> Iterator[Connection]:
+        """A write transaction; one the database cannot take now is a StoreWriteError."""
+        try:
+            with database.write_transaction(self._engine, durable=durable) as connection:
+                yield connection
+        except OperationalError as error:
+            raise StoreWriteError(_cannot_write(self.url, error)) from None
+
+
+def _run_id(run: RunRef) -> str:
+    return run.run_id if isinstance(run, Claim) else run
+
+
+def _still_running(run: RunRef) -> tuple[Any, ...]:
+    runs = schema.runs
+    if isinstance(run, Claim):
+        return (claims.held(run),)
+    return (runs.c.run_id == run, runs.c.status == "running")
+
+
+def _lost(connection: Connection, claim: Claim, action: str) -> ClaimLostError:
+    return ClaimLostError(
+        f"{claim.worker} no longer holds run {claim.run_id} and cannot {action}: "
+        f"{claims.describe_holder(connection, claim)}"
+    )
+
+
+def _cannot_write(url: str, error: OperationalError) -> str:
+    """One line for a write the database refused, with what to do about it."""
+    reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+    if "full" in reason:
+        advice = "free disk space, then run the same command again: the study resumes"
+    elif "locked" in reason or "busy" in reason:
+        advice = (
+            "another process held it past the busy timeout; stop that process, then run "
+            "the same command again: the study resumes"
+        )
+    elif "readonly" in reason or "read-only" in reason:
+        advice = "make it writable or use a copy, then run the same command again"
+    else:
+        advice = "fix that, then run the same command again: the study resumes"
+    return f"cannot write to database '{url}': {reason}; {advice}"
 
 
 def _link_runs(connection: Connection, study: str, prepared: list[dict[str, Any]]) -> int:
