@@ -379,6 +379,7 @@ def test_win_table_has_gains_cost_ratios_and_time_to_accuracy():
         "epoch_time_s": 2.0,
         "latency_ms_batch1": 2.5,
         "peak_train_memory_bytes": 0.25,
+        "loop_train_memory_bytes": None,
         "peak_inference_memory_bytes": None,
     }
     # The single network reaches its best (0.96) after 4 epochs of 1 s; the ensemble passes

@@ -144,7 +144,8 @@ COST_METRICS = (
     "train_time_s",
     "epoch_time_s",
     "latency_ms_batch1",
-    "peak_train_memory_bytes",
+    "peak_train_memory_bytes",  # all k members at once
+    "loop_train_memory_bytes",  # one member at a time
     "peak_inference_memory_bytes",
 )
 

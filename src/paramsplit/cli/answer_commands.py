@@ -167,8 +167,14 @@ def recommend(
         str | None, typer.Option(help="Longest training time: 1h, 30m, 90s.")
     ] = None,
     max_memory: Annotated[
-        str | None, typer.Option(help="Most training memory (measured peak): 4GB, 512MiB.")
+        str | None,
+        typer.Option(
+            help="Most training memory (exact peak of live tensors, weights included): 4GB."
+        ),
     ] = None,
+    memory_execution: Annotated[
+        str, typer.Option(help="Memory limit for ensembles trained: fused (all k) or loop.")
+    ] = "fused",
     min_accuracy: Annotated[
         float | None, typer.Option(help="Lowest test accuracy, in percent: 95.")
     ] = None,
@@ -198,6 +204,7 @@ def recommend(
         max_train_time_s=parse_duration_s(max_train_time) if max_train_time else None,
         max_memory_bytes=parse_bytes(max_memory) if max_memory else None,
         min_accuracy=min_accuracy / 100 if min_accuracy is not None else None,
+        memory_execution=memory_execution,
     )
     requested = parse_budget(budget)
     analysis = _load(db, study, alpha, accuracy=accuracy, match_tolerance=match_tolerance)

@@ -23,6 +23,9 @@ InputOption = Annotated[
     str, typer.Option("--input", help="Input shape CxHxW, e.g. 3x32x32 or 1x8x8.")
 ]
 ClassesOption = Annotated[int, typer.Option("--classes", help="Number of classes.")]
+BatchOption = Annotated[
+    int, typer.Option("--batch", help="Batch size of the counted training step and inference.")
+]
 
 Command = TypeVar("Command", bound=Callable[..., Any])
 

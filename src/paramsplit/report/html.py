@@ -13,6 +13,7 @@ from importlib import resources
 from paramsplit import __version__
 from paramsplit.analysis import Analysis, Constraints, Recommendation
 from paramsplit.analysis.matching import tolerance_text
+from paramsplit.analysis.recommend import MEMORY_EXECUTIONS
 from paramsplit.analysis.records import ACCURACY_NAMES
 from paramsplit.report.figures import ReportFigure, render_figures
 from paramsplit.report.tables import (
@@ -78,7 +79,10 @@ def _constraints_text(constraints: Constraints) -> str:
     if constraints.max_train_time_s is not None:
         limits.append(f"training time ≤ {number(constraints.max_train_time_s)} s")
     if constraints.max_memory_bytes is not None:
-        limits.append(f"training memory ≤ {number(constraints.max_memory_bytes / 1e6)} MB")
+        execution = MEMORY_EXECUTIONS[constraints.memory_execution]
+        limits.append(
+            f"training memory ≤ {number(constraints.max_memory_bytes / 1e6)} MB ({execution})"
+        )
     if constraints.min_accuracy is not None:
         limits.append(f"test accuracy ≥ {constraints.min_accuracy * 100:.1f} %")
     return ", ".join(limits) or "none"

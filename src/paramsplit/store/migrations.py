@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from sqlalchemy import Connection, inspect, select, text, update
+from sqlalchemy.schema import CreateColumn
 
 from paramsplit.errors import StoreError
 from paramsplit.store import rows, schema
@@ -80,9 +81,33 @@ def _weights_columns(connection: Connection) -> None:
             connection.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {kind}"))
 
 
+# Added by version 5; older figures in the memory columns were a subprocess's resident set.
+_MEMORY_COLUMNS = ("loop_train_memory_bytes", "loop_inference_memory_bytes", "memory_method")
+
+
+def _exact_memory(connection: Connection) -> None:
+    """4 -> 5: memory columns for the exact count; the resident-set figures leave them.
+
+    Versions 1-4 filled `peak_*_memory_bytes` with a process's resident set above a baseline,
+    which is not comparable with the exact count that fills them now. They are emptied
+    rather than silently compared: each run's `metrics` JSON keeps them, with their
+    `memory_method`.
+    """
+    runs = schema.runs
+    present = {column["name"] for column in inspect(connection).get_columns(runs.name)}
+    for name in _MEMORY_COLUMNS:
+        if name not in present:  # a database made new, then marked older, has them already
+            definition = CreateColumn(runs.c[name]).compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE {runs.name} ADD COLUMN {definition}"))
+    connection.execute(
+        update(runs).values(peak_train_memory_bytes=None, peak_inference_memory_bytes=None)
+    )
+
+
 # From version N to N + 1.
 STEPS: dict[int, Callable[[Connection], None]] = {
     1: _links_per_budget,
     2: _measurements_table,
     3: _weights_columns,
+    4: _exact_memory,
 }

@@ -32,7 +32,9 @@ from sqlalchemy import (
 # 2: a study links a run once per budget it asked for (budget_params in the primary key).
 # 3: `measurements`, inference measured side by side after training (`paramsplit measure`).
 # 4: `runs` gets `WEIGHTS_COLUMNS`, where each run's kept weights are and their hash.
-SCHEMA_VERSION = 4
+# 5: memory is the exact count of live tensors (`memory_method`), fused and loop; the
+#    resident-set figures of versions 1-4 leave the columns (they stay in `metrics`).
+SCHEMA_VERSION = 5
 
 STATUSES = ("pending", "running", "done", "failed")
 
@@ -108,8 +110,14 @@ METRIC_COLUMNS: dict[str, Any] = {
     "time_to_target_s": Double,
     "latency_ms_batch1": Double,
     "throughput_images_per_s": Double,
+    # Peak bytes of live tensors, weights included (`paramsplit.measure.memory`): `peak_*`
+    # for all k members at once (fused; a single network's own), `loop_*` for one member at
+    # a time. `memory_method` says how they were taken ("live_tensors").
     "peak_train_memory_bytes": BigInteger,
     "peak_inference_memory_bytes": BigInteger,
+    "loop_train_memory_bytes": BigInteger,
+    "loop_inference_memory_bytes": BigInteger,
+    "memory_method": String(50),
     "flops_per_image": BigInteger,
     "executor": String(50),
 }
