@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import typer
 from sqlalchemy.exc import DatabaseError, IntegrityError, OperationalError
 from typer.testing import CliRunner
 
@@ -718,6 +719,19 @@ def test_an_internal_error_is_one_line_with_exit_70(tmp_path, kept_study, monkey
     line = one_error_line(result.stderr)
     assert line.startswith("internal error: RuntimeError: something inside broke (a bug")
     assert "rerun with PARAMSPLIT_DEBUG=1 for the traceback" in line
+
+
+@pytest.mark.parametrize("ending", [typer.Exit(143), typer.Abort()])
+def test_a_command_ending_on_purpose_passes_the_boundary(ending):
+    # Typer 0.29's own Exit is not click's: a SIGTERM's exit code 143 came out as 70.
+    from paramsplit.cli.options import reports_errors
+
+    @reports_errors
+    def ends() -> None:
+        raise ending
+
+    with pytest.raises(type(ending)):
+        ends()
 
 
 def test_paramsplit_debug_shows_the_traceback_of_an_internal_error(kept_study, monkeypatch):

@@ -17,7 +17,6 @@ from paramsplit.errors import UsageError
 
 if TYPE_CHECKING:
     from paramsplit.analysis import Analysis, DesignSummary
-    from paramsplit.analysis.latency import MeasuredLatency
 
 StudyOption = Annotated[
     str | None, typer.Option("--study", help="Study name (default: the latest).")
@@ -87,14 +86,6 @@ def _load(
         )  # fmt: skip
 
 
-def _measured_latencies(db: str, study: str) -> list[MeasuredLatency]:
-    """The study's latencies measured side by side (`paramsplit measure`), if any."""
-    from paramsplit.analysis.latency import measured_latencies_from_store
-
-    with open_store(db, create=False) as store:
-        return measured_latencies_from_store(store, study)
-
-
 def _one_group(analysis: Analysis, family: str | None, dataset: str | None) -> list[DesignSummary]:
     designs = analysis.select(family, dataset)
     groups = sorted({(d.family, d.dataset) for d in designs})
@@ -136,8 +127,9 @@ def report(
     answer = None
     if budget is not None:
         answer = recommend_design(
-            _one_group(analysis, None, None), parse_budget(budget), alpha=analysis.alpha,
-            match_tolerance=analysis.match_tolerance,
+            _one_group(analysis, None, None), parse_budget(budget),
+            measured_latencies=analysis.measured_latencies, records=analysis.records,
+            alpha=analysis.alpha, match_tolerance=analysis.match_tolerance,
         )  # fmt: skip
     written = None
     if html is not None or not as_json:
@@ -210,7 +202,7 @@ def recommend(
     analysis = _load(db, study, alpha, accuracy=accuracy, match_tolerance=match_tolerance)
     designs = _one_group(analysis, family, dataset)
     answer = recommend_design(
-        designs, requested, constraints, objective, _measured_latencies(db, analysis.study),
+        designs, requested, constraints, objective, analysis.measured_latencies,
         analysis.records, alpha=alpha, match_tolerance=analysis.match_tolerance,
     )  # fmt: skip
     if as_json:

@@ -10,7 +10,7 @@ import typer
 
 from paramsplit.cli import render, render_answer
 from paramsplit.cli.options import check_processes, open_store, usable_cores
-from paramsplit.cli.study_progress import render_infeasible, study_progress
+from paramsplit.cli.study_progress import render_infeasible, stops_cleanly, study_progress
 
 
 def demo(
@@ -44,7 +44,7 @@ def demo(
     )
     started = time.perf_counter()
     datasets = {name: load_dataset(name) for name in study.datasets}
-    with open_store(db) as store:
+    with open_store(db) as store, stops_cleanly():
         _, infeasible = register_study(store, study, datasets)
         render_infeasible(infeasible)
         before = store.status_counts(study.name)
@@ -60,8 +60,8 @@ def demo(
                 )  # fmt: skip
         analysis = analyse_store(store, study.name)
     answer = recommend(
-        analysis.designs, settings.DEMO_QUESTION_BUDGET, alpha=analysis.alpha,
-        match_tolerance=analysis.match_tolerance,
+        analysis.designs, settings.DEMO_QUESTION_BUDGET, records=analysis.records,
+        alpha=analysis.alpha, match_tolerance=analysis.match_tolerance,
     )  # fmt: skip
     files = write_report(analysis, Path(html), recommendation=answer)
     render_answer.render_analysis(analysis)

@@ -35,6 +35,18 @@ DEBUG_VARIABLE = "PARAMSPLIT_DEBUG"
 INTERNAL_ERROR_EXIT = 70
 
 
+# Typer 0.29 has exceptions of its own (and a vendored click) beside click's: all of them
+# are a command ending on purpose, never a bug.
+CLICK_ENDINGS = (
+    typer.Exit,
+    typer.Abort,
+    typer.TyperException,
+    click.exceptions.Exit,
+    click.exceptions.Abort,
+    click.ClickException,
+)
+
+
 def reports_errors(command: Command) -> Command:
     """The error boundary: a user error becomes one red line on stderr and its exit code;
     any other exception (a bug) one line saying so, exit code 70, and how to see the
@@ -47,8 +59,8 @@ def reports_errors(command: Command) -> Command:
         except ParamSplitError as error:
             _print_error(f"error: {error}")
             raise typer.Exit(error.exit_code) from None
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
-            raise  # how click itself ends a command: an exit code, Ctrl-C, a usage error
+        except CLICK_ENDINGS:
+            raise  # how Typer and click end a command: an exit code, Ctrl-C, a usage error
         except Exception as error:
             if os.environ.get(DEBUG_VARIABLE):
                 raise

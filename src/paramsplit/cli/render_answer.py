@@ -186,6 +186,8 @@ def render_comparisons(analysis: Analysis) -> None:
         hint = "" if analysis.matched_only else "; --matched-only leaves them out"
         console.print(f"  note: {escape(note)}{hint}", style="yellow")
     console.print(costs)
+    for note in analysis.cost_notes():
+        console.print(f"  note: {escape(note)}", style="yellow")
 
 
 def render_analysis(analysis: Analysis) -> None:

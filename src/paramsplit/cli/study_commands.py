@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
-import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -15,7 +12,7 @@ import typer
 
 from paramsplit.cli import render
 from paramsplit.cli.options import JsonFlag, check_processes, open_store
-from paramsplit.cli.study_progress import render_infeasible, study_progress
+from paramsplit.cli.study_progress import render_infeasible, stops_cleanly, study_progress
 from paramsplit.errors import ParamSplitError, StudyFileError, UsageError
 
 if TYPE_CHECKING:  # type names only: `status` must not import torch
@@ -44,27 +41,6 @@ def _study_name(definition: dict[str, Any]) -> str:
     digest = hashlib.sha256(json.dumps(studied, sort_keys=True).encode()).hexdigest()[:8]
     source = "+".join(definition["families"]) or "singles"
     return f"{source}-{'+'.join(definition['datasets'])}-{digest}"
-
-
-@contextlib.contextmanager
-def stops_cleanly() -> Iterator[None]:
-    """Ctrl-C and SIGTERM (a job scheduler, `timeout`) stop a study the same way: its runs in
-    progress are given back, one line says so, and the exit code is 128 + the signal."""
-    from paramsplit.study_workers import Terminated, sigterm_as_interrupt
-
-    try:
-        with sigterm_as_interrupt():
-            yield
-    except KeyboardInterrupt as stop:
-        terminated = isinstance(stop, Terminated)
-        by, signum = ("SIGTERM", signal.SIGTERM) if terminated else ("Ctrl-C", signal.SIGINT)
-        render.error_console.print(
-            f"stopped by {by}: the runs in progress were given back; run the same command "
-            "again to resume",
-            style="yellow",
-            markup=False,
-        )
-        raise typer.Exit(128 + signum) from None
 
 
 def run(

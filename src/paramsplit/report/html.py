@@ -231,6 +231,7 @@ def render_html(
     failed = table_html(failed_table(analysis)) if analysis.failed else "<p>No run failed.</p>"
     comparisons = (
         table_html(comparisons_table(analysis))
+        + "".join(f"<p class='note cost-note'>{esc(note)}.</p>" for note in analysis.cost_notes())
         if analysis.comparisons
         else "<p>No ensemble has a single network at its budget to compare with.</p>"
     )

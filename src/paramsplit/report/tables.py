@@ -175,6 +175,8 @@ def comparisons_table(analysis: Analysis) -> Table:
         "smallest possible p",
         "result",
         *(h for _, h in COMPARISON_RATIOS),
+        "latency measured",
+        "training loads differ",
         "target (validation %)",
         "ensemble time to target (s)",
         "single time to target (s)",
@@ -202,6 +204,8 @@ def comparisons_table(analysis: Analysis) -> Table:
                 num(ratio_text(c.cost_ratios.get(k)), c.cost_ratios.get(k))
                 for k, _ in COMPARISON_RATIOS
             ),
+            text(c.latency_source or MISSING),
+            text("yes" if c.train_loads is not None else "no"),
             num(MISSING if target is None else f"{target * 100:.1f}", target and target * 100),
             _time_cell(c.ensemble_time),
             _time_cell(c.single_time),
