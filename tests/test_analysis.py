@@ -774,3 +774,10 @@ def test_costs_compare_by_median_so_one_disturbed_measurement_does_not_count():
     assert row.cost_ratios["latency_ms_batch1"] == pytest.approx(1.1)
     answer = recommend(analysis.designs, 10_000, Constraints(max_latency_ms=3))
     assert answer.choice is not None and answer.choice.label == "weq k=2"
+
+
+def test_one_group_picks_the_family_and_dataset_asked_or_names_the_choices():
+    analysis = analyse("s", [*measured_study(), run(20_000, dataset="fashion")])
+    assert {d.dataset for d in analysis.one_group(dataset="fashion")} == {"fashion"}
+    with pytest.raises(UsageError, match=r"pick one family and dataset: resnet on digits, resn"):
+        analysis.one_group()

@@ -27,7 +27,7 @@ from paramsplit.analysis.records import (
     records_from_store,
 )
 from paramsplit.analysis.switchover import Switchover, find_switchovers, ratio_span
-from paramsplit.errors import StoreError
+from paramsplit.errors import StoreError, UsageError
 
 if TYPE_CHECKING:
     from paramsplit.store import Store
@@ -174,6 +174,22 @@ class Analysis:
             for s in self.designs
             if (family is None or s.family == family) and (dataset is None or s.dataset == dataset)
         ]
+
+    def one_group(
+        self, family: str | None = None, dataset: str | None = None
+    ) -> list[DesignSummary]:
+        """The designs of the one family and dataset asked for, or of the only one there is;
+        a `UsageError` naming the choices where several remain (a recommendation compares
+        designs of one family on one dataset)."""
+        designs = self.select(family, dataset)
+        groups = sorted({(d.family, d.dataset) for d in designs})
+        if len(groups) > 1:
+            names = ", ".join(f"{f} on {d}" for f, d in groups)
+            raise UsageError(
+                f"study '{self.study}' holds several families or datasets; pick one family "
+                f"and dataset: {names}"
+            )
+        return designs
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -16,7 +16,7 @@ from paramsplit.cli.study_commands import DbOption
 from paramsplit.errors import UsageError
 
 if TYPE_CHECKING:
-    from paramsplit.analysis import Analysis, DesignSummary
+    from paramsplit.analysis import Analysis
 
 StudyOption = Annotated[
     str | None, typer.Option("--study", help="Study name (default: the latest).")
@@ -86,17 +86,6 @@ def _load(
         )  # fmt: skip
 
 
-def _one_group(analysis: Analysis, family: str | None, dataset: str | None) -> list[DesignSummary]:
-    designs = analysis.select(family, dataset)
-    groups = sorted({(d.family, d.dataset) for d in designs})
-    if len(groups) > 1:
-        names = ", ".join(f"--family {f} --dataset {d}" for f, d in groups)
-        raise UsageError(
-            f"study '{analysis.study}' holds several families or datasets; pick one: {names}"
-        )
-    return designs
-
-
 def report(
     study: StudyOption = None,
     db: DbOption = "paramsplit.db",
@@ -127,7 +116,7 @@ def report(
     answer = None
     if budget is not None:
         answer = recommend_design(
-            _one_group(analysis, None, None), parse_budget(budget),
+            analysis.one_group(), parse_budget(budget),
             measured_latencies=analysis.measured_latencies, records=analysis.records,
             alpha=analysis.alpha, match_tolerance=analysis.match_tolerance,
         )  # fmt: skip
@@ -200,7 +189,7 @@ def recommend(
     )
     requested = parse_budget(budget)
     analysis = _load(db, study, alpha, accuracy=accuracy, match_tolerance=match_tolerance)
-    designs = _one_group(analysis, family, dataset)
+    designs = analysis.one_group(family, dataset)
     answer = recommend_design(
         designs, requested, constraints, objective, analysis.measured_latencies,
         analysis.records, alpha=alpha, match_tolerance=analysis.match_tolerance,

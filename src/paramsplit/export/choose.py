@@ -12,8 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from paramsplit.analysis import Constraints, Recommendation, analyse_store, recommend
-from paramsplit.analysis.latency import measured_latencies_from_store
-from paramsplit.errors import ArtifactError, UsageError
+from paramsplit.errors import ArtifactError
 from paramsplit.store import Store
 
 
@@ -30,15 +29,10 @@ def recommended_run(
     """The recommendation `paramsplit recommend` gives for these options, and the run of
     its design to deploy (a row of the store)."""
     analysis = analyse_store(store, study)
-    designs = analysis.select(family, dataset)
-    groups = sorted({(d.family, d.dataset) for d in designs})
-    if len(groups) > 1:
-        names = ", ".join(f"--family {f} --dataset {d}" for f, d in groups)
-        raise UsageError(
-            f"study '{analysis.study}' holds several families or datasets; pick one: {names}"
-        )
-    measured = measured_latencies_from_store(store, analysis.study)
-    answer = recommend(designs, budget, constraints, objective, measured, analysis.records)
+    answer = recommend(
+        analysis.one_group(family, dataset), budget, constraints, objective,
+        analysis.measured_latencies, analysis.records,
+    )  # fmt: skip
     if answer.choice is None:
         why = answer.notes[-1] if answer.notes else "no design to recommend"
         raise ArtifactError(f"nothing to export from study '{analysis.study}': {why}")
