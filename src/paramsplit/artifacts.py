@@ -32,6 +32,7 @@ from torch import Tensor
 import paramsplit
 from paramsplit.errors import ArtifactError
 from paramsplit.specs import ArchSpec, InputSpec, parse_arch, parse_input
+from paramsplit.store.database import folder_beside
 from paramsplit.store.identity import run_id_for
 
 if TYPE_CHECKING:
@@ -49,10 +50,7 @@ WEIGHTS_KEYS = ("weights_path", "weights_bytes", "weights_sha256")
 def artifacts_dir_for(db: str) -> Path:
     """Weights live beside a SQLite file (`study.db` -> `study.artifacts/`), or in
     `paramsplit-artifacts/` for a database server."""
-    if "://" in db and not db.startswith("sqlite"):
-        return Path("paramsplit-artifacts")
-    path = Path(db.removeprefix("sqlite:///"))
-    return path.with_name(path.stem + ".artifacts")
+    return folder_beside(db, "artifacts")
 
 
 def weights_path_for(folder: Path, run_id: str) -> Path:

@@ -46,6 +46,7 @@ from paramsplit.specs import (
     parse_arch,
 )
 from paramsplit.store import Claim, Store, default_worker
+from paramsplit.store.database import folder_beside
 from paramsplit.study_checks import check_definition, check_runnable, no_runs
 from paramsplit.train import TrainResult, restore_executor, train_design
 from paramsplit.train.checkpoint import remove_checkpoint, set_aside
@@ -518,7 +519,4 @@ def _execute(
 def checkpoint_dir_for(db: str) -> Path:
     """Checkpoints live beside a SQLite file (`study.db` -> `study.checkpoints/`), or in
     `paramsplit-checkpoints/` for a database server."""
-    if "://" in db and not db.startswith("sqlite"):
-        return Path("paramsplit-checkpoints")
-    path = Path(db.removeprefix("sqlite:///"))
-    return path.with_name(path.stem + ".checkpoints")
+    return folder_beside(db, "checkpoints")

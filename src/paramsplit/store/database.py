@@ -114,6 +114,16 @@ def sqlite_path(url: URL) -> Path | None:
     return Path(url.database).expanduser()
 
 
+def folder_beside(db: str, kind: str) -> Path:
+    """Where a study keeps its files of one `kind` ('checkpoints', 'artifacts'): beside a
+    SQLite file (`study.db` -> `study.checkpoints/`), or `paramsplit-KIND/` in the working
+    directory for a database server (on a cluster, run from shared storage)."""
+    if "://" in db and not db.startswith("sqlite"):
+        return Path(f"paramsplit-{kind}")
+    path = Path(db.removeprefix("sqlite:///"))
+    return path.with_name(f"{path.stem}.{kind}")
+
+
 def _writable(path: Path) -> bool:
     # SQLite writes beside the file too (the WAL and its index), so the folder counts.
     return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
