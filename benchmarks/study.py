@@ -24,7 +24,6 @@ from rich.console import Console
 from rich.table import Table
 
 from paramsplit.data import DatasetTensors, load_dataset
-from paramsplit.measure import MemoryRequest, peak_memory_bytes
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store
 from paramsplit.study import StudyDefinition, expand_study, run_study, train_run
@@ -95,14 +94,10 @@ def measurement(datasets: dict[str, DatasetTensors], epochs: int) -> Table:
         config=TrainConfig(epochs=epochs, batch_size=64),
     )  # fmt: skip
     specs, _ = expand_study(study, datasets)
-    began = time.perf_counter()  # the memory server starts once per process
-    request = MemoryRequest("resnet-8-2", 1, "loop", "1x8x8", 10, batch_size=64, mode="train")
-    peak_memory_bytes(dataclasses.replace(request, num_threads=1))
-    server_s = time.perf_counter() - began
     cpu = torch.device("cpu")
     table = Table(
         title=f"Measuring after training, seconds per run (digits, {epochs} epochs)",
-        caption=f"memory server start, once per process: {server_s:.1f} s",
+        caption="memory is counted on meta and fake tensors (paramsplit.measure.memory)",
     )
     for column in ("design", "executor", "train s", "latency s", "latency + memory s"):
         table.add_column(column, justify="right")

@@ -379,6 +379,7 @@ def test_win_table_has_gains_cost_ratios_and_time_to_accuracy():
         "epoch_time_s": 2.0,
         "latency_ms_batch1": 2.5,
         "peak_train_memory_bytes": 0.25,
+        "loop_train_memory_bytes": None,
         "peak_inference_memory_bytes": None,
     }
     # The single network reaches its best (0.96) after 4 epochs of 1 s; the ensemble passes
@@ -773,3 +774,10 @@ def test_costs_compare_by_median_so_one_disturbed_measurement_does_not_count():
     assert row.cost_ratios["latency_ms_batch1"] == pytest.approx(1.1)
     answer = recommend(analysis.designs, 10_000, Constraints(max_latency_ms=3))
     assert answer.choice is not None and answer.choice.label == "weq k=2"
+
+
+def test_one_group_picks_the_family_and_dataset_asked_or_names_the_choices():
+    analysis = analyse("s", [*measured_study(), run(20_000, dataset="fashion")])
+    assert {d.dataset for d in analysis.one_group(dataset="fashion")} == {"fashion"}
+    with pytest.raises(UsageError, match=r"pick one family and dataset: resnet on digits, resn"):
+        analysis.one_group()

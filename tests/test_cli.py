@@ -505,7 +505,7 @@ def test_run_measures_every_run_and_a_rerun_measuring_nothing_finds_the_same_stu
     ("args", "message"),
     [
         (["--measure", "memory"], "measure must be one of all, first-seed, latency, none"),
-        (["--workers", "0"], "--workers must be >= 1, got 0"),
+        (["--workers", "0"], r"--workers must be in \[1, \d+\] \(the cores of this machine"),
         (["--workers", "2", "--executor", "ray"], "--workers is for the local executor"),
     ],
 )

@@ -224,6 +224,7 @@ def test_recommend_refuses_bad_input_in_one_line(db, args, message):
 
 
 def test_report_on_an_empty_database_says_to_run_a_study(tmp_path):
+    Store.open(tmp_path / "none.db").close()  # a missing one is an error of its own
     result, _, err = invoke("report", "--db", str(tmp_path / "none.db"))
     assert result.exit_code == 1
     assert "no studies in" in err and "paramsplit demo" in err

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from paramsplit.analysis import Constraints, RunRecord, recommend, record_from_row, summarise
 from paramsplit.analysis.latency import (
     ESTIMATED,
+    LATENCY_SOURCES,
     POST_TRAINING,
     SIDE_BY_SIDE,
     latency_at,
@@ -152,3 +153,41 @@ def test_a_runs_load_is_read_from_its_metrics():
     read = record_from_row(row)
     assert (read.concurrent_workers, read.latency_under_load) == (2, True)
     assert record_from_row({**row, "metrics": None}).concurrent_workers is None
+
+
+# --- the win table: side-by-side latency ratios first, loads flagged ----------------------
+
+
+def test_the_win_table_takes_the_side_by_side_latency_ratio_and_says_so():
+    from paramsplit.analysis import analyse
+
+    records = [
+        record("single", latency_ms_batch1=2.0),
+        record("deq", latency_ms_batch1=6.0),  # post-training: 3x
+        record("weq", latency_ms_batch1=4.0),  # post-training: 2x
+    ]
+    # Measured side by side, deq is 1.5x its single network; weq was not measured.
+    rows = [measurement("deq", 1, 3.0, ratio_to_single=1.5), measurement("single", 1, 2.0)]
+    analysis = analyse("s", records, measured_latencies=measured_latencies(rows))
+    by_class = {c.ensemble.design_class: c for c in analysis.comparisons}
+    deq, weq = by_class["deq"], by_class["weq"]
+    assert (deq.cost_ratios["latency_ms_batch1"], deq.latency_source) == (1.5, SIDE_BY_SIDE)
+    assert (weq.cost_ratios["latency_ms_batch1"], weq.latency_source) == (2.0, POST_TRAINING)
+    (note,) = [n for n in analysis.cost_notes() if "latency ratio" in n]
+    assert note.startswith("the latency ratio of 1 of 2 comparisons is from figures each run")
+    assert analysis.to_dict()["comparisons"][0]["latency_source"] in LATENCY_SOURCES
+
+
+def test_the_win_table_flags_training_times_taken_under_different_loads():
+    from paramsplit.analysis import analyse
+
+    alone = analyse(
+        "s", [record("single", concurrent_workers=1), record("deq", concurrent_workers=1)]
+    )
+    assert alone.comparisons[0].train_loads is None
+    assert not [n for n in alone.cost_notes() if "workers" in n]
+    mixed = analyse(
+        "s", [record("single", concurrent_workers=1), record("deq", concurrent_workers=2)]
+    )
+    assert mixed.comparisons[0].train_loads == ((2,), (1,))
+    assert any("beside different numbers of workers" in n for n in mixed.cost_notes())

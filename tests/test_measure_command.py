@@ -12,6 +12,7 @@ import json
 import math
 import sqlite3
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 import torch
@@ -20,15 +21,16 @@ from typer.testing import CliRunner
 import paramsplit as ps
 from paramsplit.cli import app
 from paramsplit.data import load_dataset
-from paramsplit.errors import ConfigError, StoreError, UsageError
+from paramsplit.errors import ArtifactError, ConfigError, StoreError, UsageError
 from paramsplit.measure.side_by_side import RoundSettings, measure_group
 from paramsplit.specs import TrainConfig
 from paramsplit.store import SCHEMA_VERSION, Store, default_worker
 from paramsplit.study import Outcome, StudyDefinition, register_study, run_study, with_load
-from paramsplit.study_measure import budget_groups, measure_study
+from paramsplit.study_measure import budget_groups, measure_study, trained_weights
 from paramsplit.train.checkpoint import save_checkpoint
 
 DIGITS = ps.parse_input("1x8x8", num_classes=10)
+DIGITS_ONLY = {"digits": DIGITS}
 FAST = RoundSettings(warmup=1, min_rounds=3, max_rounds=3, budget_s=0)
 CONFIG = {**TrainConfig(epochs=1).__dict__, "milestones": [0.5, 0.75]}
 # Budgets at depth 8 on 8×8 digits: the single network and its deq k=2 ensemble at each
@@ -81,8 +83,10 @@ def row(run_id, budget, design_class, k, member, seed=0, status="done"):
 # --- which designs are measured together --------------------------------------------------
 
 
-def test_each_budget_pairs_its_ensembles_with_its_single_network_once_per_design(tmp_path):
-    kept = tmp_path / "b.pt"
+def test_each_budget_pairs_its_ensembles_with_its_single_network_once_per_design():
+    def kept() -> list:
+        return []
+
     runs = [
         row("s1", 3_000, "single", 1, "resnet-8-3", seed=1),
         row("s0", 3_000, "single", 1, "resnet-8-3", seed=0),
@@ -92,14 +96,14 @@ def test_each_budget_pairs_its_ensembles_with_its_single_network_once_per_design
         row("b", 1_500, "deq", 2, "resnet-8-1", seed=1),  # its trained weights were kept
         row("c", 1_500, "single", 1, "resnet-8-2", seed=0),
     ]
-    groups = budget_groups(runs, {"digits": DIGITS}, {"b": kept}.get)
+    groups = budget_groups(runs, {"digits": DIGITS}, lambda run: {"b": kept}.get(run["run_id"]))
     assert [group.budget_params for group in groups] == [1_500, 3_000]
     small, large = groups
     assert [(d.run_id, d.design) for d in small.designs] == [
         ("c", "resnet-8-2"),
         ("b", "2x resnet-8-1"),
     ]
-    assert small.designs[1].weights_path == kept
+    assert small.designs[1].weights is kept
     assert [(d.run_id, d.design) for d in large.designs] == [
         ("s0", "resnet-8-3"),
         ("d0", "2x resnet-8-2"),
@@ -165,10 +169,27 @@ def test_trained_weights_kept_in_a_checkpoint_are_measured(tmp_path):
     path = tmp_path / "d.pt"
     save_checkpoint(path, {"member_states": [member.state_dict()] * 2, "best_states": []})
     (group,) = budget_groups(
-        [row("d", 3_000, "deq", 2, "resnet-8-2")], {"digits": DIGITS}, {"d": path}.get
+        [row("d", 3_000, "deq", 2, "resnet-8-2")], {"digits": DIGITS}, trained_weights(tmp_path)
     )
     rows = measure_group(group, "cpu", (1,), settings=FAST)
     assert {r.weights for r in rows} == {"trained"}
+
+
+def test_the_weights_a_run_kept_are_measured_and_checked_against_their_hash(tmp_path, digits):
+    small = dataclasses.replace(STUDY, budgets=(1_500,), designs=("single",), measure="none")
+    few = dataclasses.replace(
+        digits["digits"],
+        train_images=digits["digits"].train_images[:64],
+        train_labels=digits["digits"].train_labels[:64],
+    )
+    with Store.open(tmp_path / "kept.db") as opened:
+        run_study(opened, small, datasets={"digits": few}, artifacts_dir=tmp_path / "kept")
+        session = measure_study(opened, batch_sizes=(1,), settings=FAST, input_specs=DIGITS_ONLY)
+        assert {m.weights for m in session.measurements} == {"trained"}
+        (run,) = opened.runs("tiny")
+        Path(run["weights_path"]).write_bytes(b"altered")
+        with pytest.raises(ArtifactError, match=r"the weights of run \w+ were altered"):
+            measure_study(opened, batch_sizes=(1,), settings=FAST, input_specs=DIGITS_ONLY)
 
 
 @pytest.mark.parametrize(
@@ -270,7 +291,7 @@ def test_a_version_2_database_gains_the_measurements_table(tmp_path, digits):
     with sqlite3.connect(path) as connection:
         (version,) = connection.execute("SELECT value FROM meta").fetchone()
         tables = {name for (name,) in connection.execute("SELECT name FROM sqlite_master")}
-    assert version == str(SCHEMA_VERSION) == "3"
+    assert version == str(SCHEMA_VERSION)
     assert "measurements" in tables
 
 

@@ -455,8 +455,6 @@ def test_row_to_dict():
         assert record["ratio"] == record["total_params"] / 1_000_000
         member_flops = ps.describe(row.member).to_dict()["flops_per_image"]
         assert record["flops_per_image"] == row.num_members * member_flops
-        # Training k members at once keeps k sets of activations, one at a time keeps one.
-        assert record["train_memory_fused_bytes"] >= record["train_memory_sequential_bytes"]
         assert ps.parse_design(record["design"], row.design_class) == row.design
 
 

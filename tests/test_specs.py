@@ -265,7 +265,11 @@ def test_is_matched_with_a_given_tolerance():
 def test_parse_tolerance():
     assert parse_tolerance("0.9,1.0") == (0.9, 1.0)
     assert parse_tolerance(" 0.95 , 1.05 ") == (0.95, 1.05)
-    with pytest.raises(UsageError, match=r"cannot parse tolerance '0\.9'; expected LOW,HIGH"):
+    with pytest.raises(
+        UsageError,
+        match=r"--match-tolerance must be two ratios LOW,HIGH of total / \|S\| such as "
+        r"0\.9,1\.0, got '0\.9'",
+    ):
         parse_tolerance("0.9")
     with pytest.raises(UsageError, match=r"tolerance must satisfy 0 < LOW <= 1 <= HIGH, got"):
         parse_tolerance("0.9,0.99")

@@ -518,6 +518,39 @@ def test_a_version_1_database_is_upgraded_in_place_and_keeps_its_links(url):
     assert version == str(SCHEMA_VERSION)
 
 
+def test_a_version_4_database_keeps_its_resident_set_figures_out_of_the_exact_columns(url):
+    # Versions 1-4 stored a subprocess's resident set above a baseline in the memory columns;
+    # version 5 stores the exact count there. Old figures must not be compared with new.
+    rss = {"peak_train_memory_bytes": 38_500_000, "peak_inference_memory_bytes": 9_000_000}
+    with Store.open(url) as store:
+        store.add_study("s", {})
+        (run_id,) = store.add_runs("s", [spec()]).run_ids
+        store.claim_next("s", "w:1")
+        store.finish(run_id, {**rss, "memory_method": "subprocess_peak_rss"})
+        connect_url = store.connect_url
+    engine = sqlalchemy.create_engine(connect_url)
+    with engine.begin() as connection:
+        for column in ("loop_train_memory_bytes", "loop_inference_memory_bytes", "memory_method"):
+            connection.exec_driver_sql(f"ALTER TABLE runs DROP COLUMN {column}")
+        connection.exec_driver_sql("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    engine.dispose()
+
+    with Store.open(url) as store:
+        run = store.run(run_id)
+        assert run["peak_train_memory_bytes"] is run["peak_inference_memory_bytes"] is None
+        assert run["memory_method"] is None and run["loop_train_memory_bytes"] is None
+        assert {key: run["metrics"][key] for key in rss} == rss  # kept, with their method
+        assert run["metrics"]["memory_method"] == "subprocess_peak_rss"
+        exact = {"peak_train_memory_bytes": 7, "loop_train_memory_bytes": 5}
+        store.add_runs("s", [spec(seed=1)])
+        second = store.claim_next("s", "w:1")
+        assert second is not None
+        store.finish(second["run_id"], {**exact, "memory_method": "live_tensors"})
+        again = store.run(second["run_id"])
+        assert (again["peak_train_memory_bytes"], again["loop_train_memory_bytes"]) == (7, 5)
+        assert again["memory_method"] == "live_tensors"
+
+
 def test_connect_url_opens_the_same_database_and_only_it_shows_the_password(store, url):
     with Store.open(store.connect_url) as again:
         assert [study["name"] for study in again.studies()] == ["s"]

@@ -14,6 +14,7 @@ import pytest
 import torch
 
 import paramsplit as ps
+import paramsplit.study as study_module
 from paramsplit.cli.study_commands import split_budgets
 from paramsplit.data import load_dataset
 from paramsplit.specs import TrainConfig
@@ -90,12 +91,25 @@ def test_retry_failed_tries_a_run_that_always_fails_once_more_and_stops(tmp_path
     assert run["attempts"] == 2 and run["reason"].startswith("diverged")
 
 
-def test_an_erroring_run_is_recorded_with_its_reason(tmp_path, small_digits):
+def test_an_erroring_run_is_recorded_with_its_reason(tmp_path, small_digits, monkeypatch):
+    def fail(*args, **kwargs):
+        raise RuntimeError("the training step broke")
+
+    monkeypatch.setattr(study_module, "train_design", fail)
     store = Store.open(tmp_path / "study.db")
     study = _study(budgets=(5_000,), designs=("single", "deq"))
-    counts = run_study(store, study, executor="no-such-executor", datasets=small_digits)
+    counts = run_study(store, study, datasets=small_digits)
     assert counts["failed"] == counts["total"] == 2
-    assert all("unknown executor" in run["reason"] for run in store.runs("tiny"))
+    reasons = {run["reason"] for run in store.runs("tiny")}
+    assert reasons == {"error: RuntimeError: the training step broke"}
+
+
+def test_an_unknown_executor_is_refused_before_anything_is_registered(tmp_path, small_digits):
+    # It used to be stored as a failed run, which the corrected command then never retried.
+    store = Store.open(tmp_path / "study.db")
+    with pytest.raises(ps.ConfigError, match="field 'executor': unknown executor 'turbo'"):
+        run_study(store, _study(), executor="turbo", datasets=small_digits)
+    assert store.studies() == []
 
 
 def test_study_definitions_are_validated():
@@ -326,6 +340,45 @@ def test_a_bad_study_file_is_refused_with_file_field_and_line(tmp_path, replace,
     path = tmp_path / "study.toml"
     path.write_text(STUDY_TOML.replace(replace, by))
     with pytest.raises(ps.ParamSplitError, match=message):
+        load_study_file(path)
+
+
+def test_a_study_file_takes_every_training_setting_in_its_toml_type(tmp_path):
+    path = tmp_path / "study.toml"
+    settings = """
+lr = 1                    # a whole number is a number
+momentum = 0.8
+nesterov = false
+weight_decay = 0.0005
+schedule = "multistep"
+milestones = [0.25, 0.5]
+gamma = 0.2
+warmup_epochs = 0
+label_smoothing = 0.1
+precision = "bf16"
+channels_last = true
+compile = false
+test_every_epoch = true
+"""
+    path.write_text(STUDY_TOML.replace("milestones = [0.5, 0.75]\n", "") + settings)
+    config = load_study_file(path).config
+    assert (config.batch_size, config.lr, config.nesterov) == (64, 1, False)
+    assert config.milestones == (0.25, 0.5) and config.precision == "bf16"
+
+
+@pytest.mark.parametrize(
+    ("setting", "message"),
+    [
+        ("warmup_epochs = 0.5", r"line 14: field 'train.warmup_epochs': warmup_epochs must be a "),
+        ("compile = 1", r"field 'train.compile': compile must be true or false, got 1$"),
+        ("gamma = nan", r"field 'train.gamma': gamma must be a finite number, got nan$"),
+        ("schedule = 3", r"field 'train.schedule': schedule must be text, got 3$"),
+    ],
+)
+def test_a_training_setting_of_the_wrong_type_is_refused_at_its_line(tmp_path, setting, message):
+    path = tmp_path / "study.toml"
+    path.write_text(STUDY_TOML + setting + "\n")
+    with pytest.raises(ps.StudyFileError, match=message):
         load_study_file(path)
 
 

@@ -55,6 +55,8 @@ _EXPORTS = {
     # the results database
     "Store": "paramsplit.store",
     "StoreError": "paramsplit.errors",
+    "StudyError": "paramsplit.errors",
+    "StudyFileError": "paramsplit.errors",
     # the planner
     "MatchRule": "paramsplit.planner",
     "PlannedDesign": "paramsplit.planner",

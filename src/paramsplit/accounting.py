@@ -22,9 +22,6 @@ from paramsplit.models.layers import MemberLinear
 from paramsplit.specs import ArchSpec, InputSpec, parse_arch
 
 BYTES_PER_FP32 = 4
-DEFAULT_TRAIN_BATCH = 128
-# Weights, their gradients and SGD's momentum buffer: three fp32 copies of every parameter.
-OPTIMIZER_COPIES = 3
 
 
 @dataclass(frozen=True)
@@ -143,36 +140,12 @@ def profile_arch(arch: ArchSpec, input_spec: InputSpec | None = None) -> ArchPro
 
 
 @dataclass(frozen=True)
-class TrainMemoryEstimate:
-    """A rough fp32 training-memory figure: optimizer state plus stored activations.
-
-    `sequential_bytes` trains members one at a time (only one member's activations live);
-    `fused_bytes` trains all members together (all activations live). Equal for k = 1.
-    Framework workspace and the allocator's slack are not included.
-    """
-
-    sequential_bytes: int
-    fused_bytes: int
-
-
-def estimate_train_memory(
-    profile: ArchProfile, num_members: int, batch_size: int = DEFAULT_TRAIN_BATCH
-) -> TrainMemoryEstimate:
-    weights = OPTIMIZER_COPIES * num_members * profile.total_params
-    activations = batch_size * profile.activation_elements_per_image
-    return TrainMemoryEstimate(
-        sequential_bytes=BYTES_PER_FP32 * (weights + activations),
-        fused_bytes=BYTES_PER_FP32 * (weights + num_members * activations),
-    )
-
-
-@dataclass(frozen=True)
 class ArchDescription:
-    """What `paramsplit describe` shows about one network."""
+    """What `paramsplit describe` shows about one network (its memory, which needs the
+    training step, comes from `paramsplit.measure.memory`)."""
 
     profile: ArchProfile
     input_spec: InputSpec
-    train_memory_bytes: int
     published: PublishedConfig | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -188,8 +161,6 @@ class ArchDescription:
             "flops_per_image": self.profile.flops_per_image,
             "activation_elements_per_image": self.profile.activation_elements_per_image,
             "weights_bytes": BYTES_PER_FP32 * self.profile.total_params,
-            "train_memory_bytes": self.train_memory_bytes,
-            "train_batch_size": DEFAULT_TRAIN_BATCH,
             "input": self.input_spec.name,
             "num_classes": self.input_spec.num_classes,
             "published_params": self.published.params if self.published else None,
@@ -209,6 +180,5 @@ def describe(arch: ArchSpec | str, input_spec: InputSpec | None = None) -> ArchD
     return ArchDescription(
         profile=profile,
         input_spec=input_spec,
-        train_memory_bytes=estimate_train_memory(profile, 1).fused_bytes,
         published=published,
     )

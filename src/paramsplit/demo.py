@@ -46,6 +46,8 @@ def demo_study() -> StudyDefinition:
         config=DEMO_CONFIG,
         measure="first-seed",  # memory does not depend on the seed
     )
-    text = json.dumps({k: v for k, v in study.to_dict().items() if k != "name"}, sort_keys=True)
+    # Keeping weights is not part of what is studied: the name stays that of older demos.
+    studied = {k: v for k, v in study.to_dict().items() if k not in ("name", "keep_weights")}
+    text = json.dumps(studied, sort_keys=True)
     digest = hashlib.sha256(text.encode()).hexdigest()[:8]
     return dataclasses.replace(study, name=f"demo-{DEMO_FAMILY}-{DEMO_DATASET}-{digest}")

@@ -8,9 +8,20 @@ from __future__ import annotations
 
 
 class ParamSplitError(ValueError):
-    """Base class of every error caused by user input."""
+    """Base class of every error caused by user input.
+
+    `field` names the study field (or `train.SETTING`) at fault, where there is one, so that
+    a study file can point at its line and the CLI at its flag.
+    """
 
     exit_code = 1
+    field: str | None = None
+
+    def in_field(self, field: str) -> ParamSplitError:
+        """The same error, its message prefixed by `field 'NAME': ` and `field` set."""
+        located = type(self)(f"field '{field}': {self}")
+        located.field = field
+        return located
 
 
 class UsageError(ParamSplitError):
@@ -28,7 +39,8 @@ class SpecError(ParamSplitError):
 
 
 class BudgetError(ParamSplitError):
-    """An unparsable or non-positive parameter budget, or one too small for any network."""
+    """An unparsable, non-positive or too large parameter budget, or one too small for any
+    network."""
 
 
 class InputShapeError(ParamSplitError):
@@ -40,11 +52,17 @@ class DatasetError(ParamSplitError):
 
 
 class ConfigError(ParamSplitError):
-    """A training setting out of range, or one the hardware cannot honour."""
+    """A training setting out of range or of the wrong type, or one the hardware cannot
+    honour."""
+
+
+class StudyError(ParamSplitError):
+    """A study that cannot run as a whole: too large, or with no feasible run."""
 
 
 class StoreError(ParamSplitError):
-    """A results database that cannot be opened or used: bad URL, newer schema, unknown run."""
+    """A results database that cannot be opened or used: bad URL, missing file, newer schema,
+    damaged file, unknown run."""
 
 
 class StudyFileError(ParamSplitError):
@@ -71,3 +89,7 @@ class DiskFullError(ParamSplitError):
 
 class CheckpointError(ParamSplitError):
     """A checkpoint that cannot be used: unreadable, truncated, corrupt, or another run's."""
+
+
+class ArtifactError(ParamSplitError):
+    """A run's kept weights that are missing or altered, or an export that fails its checks."""

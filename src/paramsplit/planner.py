@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from paramsplit.accounting import count_params, estimate_train_memory, profile_arch
+from paramsplit.accounting import count_params, profile_arch
 from paramsplit.errors import BudgetError, SpecError, UsageError
 from paramsplit.families import get_family
 from paramsplit.matching import (
@@ -79,8 +79,6 @@ class PlannedDesign:
     member: ArchSpec | None = None
     member_params: int | None = None
     flops_per_image: int | None = None
-    train_memory_sequential_bytes: int | None = None
-    train_memory_fused_bytes: int | None = None
     reason: str | None = None
     note: str | None = None
     better_rule: str | None = None
@@ -144,8 +142,6 @@ class PlannedDesign:
             "better_design": self.better_design,
             "num_counted": self.num_counted,
             "flops_per_image": self.flops_per_image,
-            "train_memory_sequential_bytes": self.train_memory_sequential_bytes,
-            "train_memory_fused_bytes": self.train_memory_fused_bytes,
             "input": self.input_spec.name,
             "num_classes": self.input_spec.num_classes,
             "feasible": self.feasible,
@@ -155,14 +151,11 @@ class PlannedDesign:
 
 def _with_member(row: PlannedDesign, member: ArchSpec) -> PlannedDesign:
     profile = profile_arch(member, row.input_spec)
-    memory = estimate_train_memory(profile, row.num_members)
     return replace(
         row,
         member=member,
         member_params=profile.total_params,
         flops_per_image=row.num_members * profile.flops_per_image,
-        train_memory_sequential_bytes=memory.sequential_bytes,
-        train_memory_fused_bytes=memory.fused_bytes,
     )
 
 

@@ -16,6 +16,17 @@ from paramsplit.errors import BudgetError, ConfigError, InputShapeError, SpecErr
 from paramsplit.families import FamilyInfo, get_family
 
 MIN_SPATIAL = 8  # the smallest input side every family is tested on (8×8 digits)
+# The largest input the CIFAR-style families here are asked about: 32 times CIFAR's side.
+# Accounting runs one sample through each network, and a dataset lives on the device.
+MAX_SPATIAL = 1024
+MAX_CHANNELS = 1024
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
+# Bounds on what a user can ask for, so that a typo fails at once instead of planning for
+# minutes. 1 T parameters are 4 TB of fp32 weights, more than any one machine holds.
+MAX_BUDGET_PARAMS = 10**12
+# The deepest published CIFAR network is ResNet-1202 (He et al. 2016); building one on the
+# meta device takes ~1 s, and the time grows with depth (resnet-60002: over a minute).
+MAX_DEPTH = 1202
 
 
 @dataclass(frozen=True)
@@ -194,8 +205,18 @@ class InputSpec:
                 f"input must be at least {MIN_SPATIAL}×{MIN_SPATIAL} pixels, "
                 f"got {self.height}×{self.width}"
             )
+        if max(self.height, self.width) > MAX_SPATIAL:
+            raise InputShapeError(
+                f"input must be at most {MAX_SPATIAL}×{MAX_SPATIAL} pixels (32 times CIFAR's "
+                f"side), got {self.height}×{self.width}"
+            )
         if self.num_classes < 2:
             raise InputShapeError(f"number of classes must be >= 2, got {self.num_classes}")
+        if self.channels > MAX_CHANNELS or self.num_classes > MAX_CLASSES:
+            raise InputShapeError(
+                f"input channels must be <= {MAX_CHANNELS} and classes <= {MAX_CLASSES:,} "
+                f"(ImageNet-21k has 21,841), got {self.channels} and {self.num_classes}"
+            )
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -226,12 +247,23 @@ def parse_arch(text: str) -> ArchSpec:
             "'resnet-56-8.16.31', or a shorthand like 'resnet-56'"
         )
     info = get_family(match["family"])
-    depth = int(match["depth"])
+    depth = check_depth(int(match["depth"]))
     if match["width"] and "." in match["width"]:
         stages = [int(part) for part in match["width"].split(".")]
         return ArchSpec.from_stage_widths(info.name, depth, stages)
     width = int(match["width"]) if match["width"] else info.default_width
     return ArchSpec(info.name, depth, width)
+
+
+def check_depth(depth: int) -> int:
+    """`depth` if it is at most `MAX_DEPTH`, for depths a user asks for (the planner's own
+    searches may probe deeper)."""
+    if depth > MAX_DEPTH:
+        raise SpecError(
+            f"depth {depth} is above the largest supported, {MAX_DEPTH} (the deepest "
+            "published CIFAR network, ResNet-1202)"
+        )
+    return depth
 
 
 def parse_design(text: str, design_class: DesignClass | None = None) -> DesignSpec:
@@ -264,6 +296,8 @@ _BUDGET_PATTERN = re.compile(
 
 def parse_budget(text: str | int) -> int:
     """Parse a parameter budget: `1.5M`, `250k`, `2e6`, `1,000,000`, `1_000_000`."""
+    if isinstance(text, bool) or not isinstance(text, int | str):
+        raise BudgetError(f"budget must be a whole number or text such as '1.5M', got {text!r}")
     if isinstance(text, int):
         value = text
     else:
@@ -277,13 +311,25 @@ def parse_budget(text: str | int) -> int:
         # Decimal, not float: "2.5000005M" must be caught as a fraction, and counts past
         # 2**53 must stay exact.
         exact = Decimal(match["number"].replace(",", "").replace("_", ""))
+        # Bounded before any arithmetic: '1e999999999' must not become a billion-digit int.
+        if exact.adjusted() > len(str(MAX_BUDGET_PARAMS)):
+            raise _too_large(text)
         exact *= _SUFFIXES[match["suffix"]]
         if exact != exact.to_integral_value():
             raise BudgetError(f"budget '{text}' is not a whole number of parameters")
         value = int(exact)
     if value <= 0:
         raise BudgetError(f"budget must be a positive number of parameters, got '{text}'")
+    if value > MAX_BUDGET_PARAMS:
+        raise _too_large(text)
     return value
+
+
+def _too_large(text: str | int) -> BudgetError:
+    return BudgetError(
+        f"budget '{text}' is above the largest supported, {format_budget(MAX_BUDGET_PARAMS)} "
+        "parameters (4 TB of fp32 weights, more than any one machine holds)"
+    )
 
 
 def format_budget(value: int) -> str:

@@ -25,6 +25,7 @@ import torch
 
 from paramsplit import study_workers
 from paramsplit.accounting import count_params
+from paramsplit.artifacts import save_run_weights
 from paramsplit.data import DatasetTensors, load_dataset
 from paramsplit.errors import (
     CheckpointError,
@@ -45,12 +46,10 @@ from paramsplit.specs import (
     parse_arch,
 )
 from paramsplit.store import Claim, Store, default_worker
+from paramsplit.store.database import folder_beside
+from paramsplit.study_checks import check_definition, check_runnable, no_runs
 from paramsplit.train import TrainResult, restore_executor, train_design
 from paramsplit.train.checkpoint import remove_checkpoint, set_aside
-
-# What to measure after training. Peak memory does not depend on the seed, and on CPU costs
-# a child process per figure, so `first-seed` measures it for each design's lowest seed only.
-MEASURE_CHOICES = ("all", "first-seed", "latency", "none")
 
 
 @dataclass(frozen=True)
@@ -64,6 +63,9 @@ class StudyDefinition:
     `measure`, one of `MEASURE_CHOICES`: after each run, `all` measures inference latency,
     throughput and peak memory; `first-seed` memory only for the study's lowest seed;
     `latency` no memory; `none` nothing. It does not change the runs or their ids.
+
+    `keep_weights`: each finished run keeps the weights of its selected epoch (in the
+    folder `run_study` is given, see `paramsplit.artifacts`). Nor does it change the runs.
 
     `adaptive`: train only what `paramsplit.adaptive` decides the answer needs (budget
     bisection, sequential seeds, early verdicts); the full grid is still registered, so the
@@ -82,25 +84,11 @@ class StudyDefinition:
     match: str = "le"
     config: TrainConfig = field(default_factory=TrainConfig)
     measure: str = "all"
+    keep_weights: bool = True
     adaptive: bool = False
 
     def __post_init__(self) -> None:
-        unknown = [d for d in self.designs if d not in DESIGN_CLASSES]
-        if unknown:
-            raise UsageError(
-                f"unknown design class '{unknown[0]}'; allowed: {', '.join(DESIGN_CLASSES)}"
-            )
-        if not (self.families and self.budgets) and not self.singles:
-            raise UsageError("a study needs families and budgets, or single networks (singles)")
-        for label, values in (("datasets", self.datasets), ("seeds", self.seeds)):
-            if not values:
-                raise UsageError(f"a study needs at least one of {label}")
-        for name in self.singles:
-            parse_arch(name)
-        if self.measure not in MEASURE_CHOICES:
-            raise UsageError(
-                f"measure must be one of {', '.join(MEASURE_CHOICES)}, got '{self.measure}'"
-            )
+        check_definition(self)  # every field, so that nothing of a bad study is registered
 
     def measurement_for(self, seed: int) -> str:
         """What to measure after a run with `seed`: 'all', 'latency' or 'none'."""
@@ -171,7 +159,8 @@ def _plans(
 def expand_study(
     study: StudyDefinition, datasets: dict[str, DatasetTensors]
 ) -> tuple[list[dict[str, Any]], list[Infeasible]]:
-    """Every run of the study, in a stable order, and the designs that cannot meet a budget."""
+    """Every run of the study, in a stable order, and the designs that cannot meet a budget.
+    A study with no feasible run is an error (`StudyError`), with the first reason."""
     specs: list[dict[str, Any]] = []
     infeasible: list[Infeasible] = []
     for dataset_name in study.datasets:
@@ -197,14 +186,23 @@ def expand_study(
                     )
                     continue
                 specs += [run_spec(row, dataset_name, study.config, s) for s in study.seeds]
+    if not specs:
+        raise no_runs(study, infeasible)
     return specs, infeasible
 
 
+Expansion = tuple[list[dict[str, Any]], list[Infeasible]]
+
+
 def register_study(
-    store: Store, study: StudyDefinition, datasets: dict[str, DatasetTensors]
-) -> tuple[list[dict[str, Any]], list[Infeasible]]:
-    """Add the study and its runs to the store (idempotent); returns what `expand_study` does."""
-    specs, infeasible = expand_study(study, datasets)
+    store: Store,
+    study: StudyDefinition,
+    datasets: dict[str, DatasetTensors],
+    expanded: Expansion | None = None,
+) -> Expansion:
+    """Add the study and its runs to the store (idempotent); returns what `expand_study` does
+    (or `expanded`, its result for a caller that checked the study before opening the store)."""
+    specs, infeasible = expanded or expand_study(study, datasets)
     store.add_study(study.name, study.to_dict())
     store.add_runs(study.name, specs)
     return specs, infeasible
@@ -229,6 +227,7 @@ class WorkerSettings:
     retry_failed_before: datetime | None
     checkpoint_dir: Path | None
     workers: int = 1
+    artifacts_dir: Path | None = None  # where finished runs keep their weights; None: nowhere
 
 
 def retry_cutoff(retry_failed: bool) -> datetime | None:
@@ -252,6 +251,7 @@ def run_study(
     register: bool = True,
     workers: int = 1,
     threads: int | None = None,
+    artifacts_dir: Path | None = None,
 ) -> dict[str, int]:
     """Register the study's runs and train every unfinished one; returns the final counts.
 
@@ -261,6 +261,9 @@ def run_study(
 
     With `checkpoint_dir`, each run saves its state there after every epoch; a run taken
     over from a killed process carries on from its last epoch.
+
+    With `artifacts_dir` (and the study's `keep_weights`), each finished run keeps the
+    weights of its selected epoch there; its row records the file, its size and sha256.
 
     With `workers` > 1, this process and `workers` - 1 child processes claim runs side by
     side, each running torch on `threads` threads (default: the cores shared out). The
@@ -277,11 +280,15 @@ def run_study(
     """
     if workers < 1:
         raise UsageError(f"workers must be >= 1, got {workers}")
+    check_runnable(executor, device, study.config)
     retry_failed_before = retry_cutoff(retry_failed)  # before any run of this call can fail
     datasets = datasets or {name: load_dataset(name, device=device) for name in study.datasets}
     if register:
         register_study(store, study, datasets)
-    settings = WorkerSettings(executor, str(device), retry_failed_before, checkpoint_dir, workers)
+    settings = WorkerSettings(
+        executor, str(device), retry_failed_before, checkpoint_dir, workers,
+        artifacts_dir if study.keep_weights else None,
+    )  # fmt: skip
     if workers > 1:
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
         _work_beside(workers - 1, threads, store, study, datasets, settings, on_run, on_progress)
@@ -401,8 +408,10 @@ def train_run(
     checkpoint: Path | None,
     progress: ProgressCallback | None = None,
     measure: str = "none",
+    artifacts_dir: Path | None = None,
 ) -> Outcome:
-    """Train one run's spec, then measure it (`measure`: 'all', 'latency' or 'none').
+    """Train one run's spec, keep its weights in `artifacts_dir` (if given), then measure it
+    (`measure`: 'all', 'latency' or 'none').
 
     A checkpoint that cannot be used (unreadable, corrupt, another run's) is set aside, with
     a note, and the run starts from epoch 1. What is not the run's fault is raised, not
@@ -442,6 +451,8 @@ def train_run(
     if result.status != "done":
         return Outcome("failed", reason=f"{result.status}: {result.reason}", notes=tuple(notes))
     summary = result.to_dict()
+    if artifacts_dir is not None:
+        summary |= save_run_weights(artifacts_dir, spec, result, dataset)
     if measure != "none":
         if progress is not None:
             progress("measure", 0, 1, {})
@@ -525,8 +536,9 @@ def _execute(
     try:
         try:
             outcome = train_run(
-                spec, dataset, settings.executor, device, checkpoint, progress, measure
-            )
+                spec, dataset, settings.executor, device, checkpoint, progress, measure,
+                settings.artifacts_dir,
+            )  # fmt: skip
         except StopRun as stop:
             store.stop(claim, stop.reason, epochs_trained=stop.epoch)
         else:
@@ -545,7 +557,4 @@ def _execute(
 def checkpoint_dir_for(db: str) -> Path:
     """Checkpoints live beside a SQLite file (`study.db` -> `study.checkpoints/`), or in
     `paramsplit-checkpoints/` for a database server."""
-    if "://" in db and not db.startswith("sqlite"):
-        return Path("paramsplit-checkpoints")
-    path = Path(db.removeprefix("sqlite:///"))
-    return path.with_name(path.stem + ".checkpoints")
+    return folder_beside(db, "checkpoints")

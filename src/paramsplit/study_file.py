@@ -10,6 +10,7 @@
     singles = ["densenet-bc-40-12"]                         # and/or single networks by name,
     grid = {family = "resnet", widths = [16, 24], depths = [26, 38]}   # or as a grid
     measure = "first-seed"    # after each run: all, first-seed, latency or none
+    keep_weights = true       # each finished run keeps its weights (for paramsplit export)
     adaptive = true           # train only what the answer needs (paramsplit.adaptive)
     [train]                   # any TrainConfig field
     epochs = 30
@@ -30,18 +31,37 @@ from typing import Any
 
 from paramsplit.errors import ParamSplitError, StudyFileError
 from paramsplit.families import get_family
-from paramsplit.specs import ArchSpec, TrainConfig, parse_budget, parse_members
-from paramsplit.study import MEASURE_CHOICES, StudyDefinition
+from paramsplit.specs import ArchSpec, TrainConfig, check_depth, parse_budget, parse_members
+from paramsplit.study import StudyDefinition
+from paramsplit.study_checks import (
+    MAX_STUDY_RUNS,
+    MEASURE_CHOICES,
+    check_train_settings,
+    seed_range,
+)
 
 STUDY_KEYS = ("name", "families", "budgets", "singles", "grid", "members", "designs",
-              "datasets", "seeds", "depth", "match", "measure", "adaptive", "train")  # fmt: skip
+              "datasets", "seeds", "depth", "match", "measure", "keep_weights", "adaptive",
+              "train")  # fmt: skip
 TRAIN_KEYS = tuple(field.name for field in dataclasses.fields(TrainConfig))
+# A study file is a page of TOML; a bigger one is the wrong file (or /dev/zero).
+MAX_STUDY_FILE_BYTES = 1_000_000
 
 
 def _where(path: Path, text: str, key: str) -> str:
     match = re.search(rf"^\s*{re.escape(key)}\s*=", text, flags=re.MULTILINE)
     line = f", line {text.count(chr(10), 0, match.start()) + 1}" if match else ""
     return f"{path}{line}"
+
+
+def where_in_file(path: str | Path, field: str) -> str:
+    """`PATH, line N` of a study field (`train.epochs` is `epochs`), or `PATH` alone."""
+    path = Path(path)
+    try:
+        text = _read(path)
+    except StudyFileError:
+        return str(path)
+    return _where(path, text, field.rpartition(".")[2])
 
 
 def _strings(value: Any) -> tuple[str, ...]:
@@ -51,16 +71,55 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
+def _whole(value: Any) -> int:
+    """A TOML integer: no float, no bool, no text ('depth = 21.5' is not a depth)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"expected a whole number, got {value!r}")
+    return value
+
+
+def _wholes(value: Any) -> tuple[int, ...]:
+    if not isinstance(value, list):
+        raise TypeError(f"expected a list of whole numbers, got {value!r}")
+    return tuple(_whole(v) for v in value)
+
+
 def _grid(value: Any) -> tuple[str, ...]:
     """`{family = "resnet", widths = [16, 24], depths = [26, 38]}` -> the 4 single networks."""
     if not isinstance(value, dict) or set(value) != {"family", "widths", "depths"}:
         raise TypeError("expected a table with family, widths and depths")
     family = get_family(value["family"]).name
+    widths, depths = _wholes(value["widths"]), _wholes(value["depths"])
+    if len(widths) * len(depths) > MAX_STUDY_RUNS:  # before naming a million networks
+        raise ValueError(f"{len(widths)} widths × {len(depths)} depths is too many networks")
     return tuple(
-        ArchSpec(family, int(depth), int(width)).name
-        for depth in value["depths"]
-        for width in value["widths"]
+        ArchSpec(family, check_depth(depth), width).name for depth in depths for width in widths
     )
+
+
+def _seeds(value: Any) -> tuple[int, ...]:
+    """`seeds = 3` (seeds 0, 1, 2) or `seeds = [0, 7]`."""
+    return seed_range(value) if isinstance(value, int) else _wholes(value)
+
+
+def _read(path: Path) -> str:
+    """The file's text; one error for a missing, unreadable, huge or binary file."""
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_STUDY_FILE_BYTES + 1)
+    except OSError as error:
+        raise StudyFileError(f"cannot read study file {path}: {error.strerror}") from None
+    if len(data) > MAX_STUDY_FILE_BYTES:
+        raise StudyFileError(
+            f"study file {path} is over {MAX_STUDY_FILE_BYTES:,} bytes: not a study file"
+        )
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise StudyFileError(
+            f"study file {path} is not text (byte {data[error.start]:#04x} at offset "
+            f"{error.start} is not UTF-8); a study file is TOML"
+        ) from None
 
 
 def _measure(value: Any) -> str:
@@ -69,7 +128,7 @@ def _measure(value: Any) -> str:
     return str(value)
 
 
-def _flag(value: Any) -> bool:
+def _boolean(value: Any) -> bool:
     if not isinstance(value, bool):
         raise TypeError(f"expected true or false, got {value!r}")
     return value
@@ -78,10 +137,7 @@ def _flag(value: Any) -> bool:
 def load_study_file(path: str | Path) -> StudyDefinition:
     """Read and validate a TOML study file."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise StudyFileError(f"cannot read study file {path}: {error.strerror}") from None
+    text = _read(path)
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as error:
@@ -110,11 +166,12 @@ def load_study_file(path: str | Path) -> StudyDefinition:
         "grid": _grid,
         "designs": _strings,
         "datasets": _strings,
-        "seeds": lambda v: tuple(range(v)) if isinstance(v, int) else tuple(int(s) for s in v),
-        "depth": int,
+        "seeds": _seeds,
+        "depth": _whole,
         "match": str,
         "measure": _measure,
-        "adaptive": _flag,
+        "keep_weights": _boolean,
+        "adaptive": _boolean,
     }
     for key, convert in converters.items():
         if key not in data:
@@ -124,12 +181,20 @@ def load_study_file(path: str | Path) -> StudyDefinition:
             if key == "grid":  # the study's method: a grid of single networks
                 key, value = "singles", fields.get("singles", ()) + value
             fields[key] = value
-        except (ParamSplitError, TypeError, ValueError) as error:
+        except ParamSplitError as error:
+            reason = str(error).removeprefix(f"field '{error.field}': ")
+            raise StudyFileError(f"{_where(path, text, key)}: field '{key}': {reason}") from None
+        except (TypeError, ValueError) as error:
             raise StudyFileError(f"{_where(path, text, key)}: field '{key}': {error}") from None
     try:
+        check_train_settings(train)
         if "milestones" in train:
             train = {**train, "milestones": tuple(train["milestones"])}
         fields["config"] = TrainConfig(**train)
         return StudyDefinition(**fields)
-    except (ParamSplitError, TypeError) as error:
-        raise StudyFileError(f"{path}: {error}") from None
+    except ParamSplitError as error:
+        # TrainConfig's range errors begin with the setting's name ("epochs must be >= 1").
+        setting = str(error).split(" ", 1)[0]
+        key = (error.field or "").rpartition(".")[2] or (setting if setting in train else "")
+        where = _where(path, text, key) if key else str(path)
+        raise StudyFileError(f"{where}: {error}") from None

@@ -24,7 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import Tensor
 
+from paramsplit.artifacts import load_run_weights
 from paramsplit.data import load_dataset
 from paramsplit.errors import StoreError, UsageError
 from paramsplit.measure.side_by_side import (
@@ -33,12 +35,14 @@ from paramsplit.measure.side_by_side import (
     DesignToMeasure,
     Measurement,
     RoundSettings,
+    WeightsLoader,
     check_batch_sizes,
     measure_group,
 )
 from paramsplit.specs import InputSpec, TrainConfig
 from paramsplit.store import STALE_AFTER_S, Store
 from paramsplit.store.claims import is_dead_here
+from paramsplit.train.checkpoint import load_checkpoint
 
 # (done, total, what is measured now): one step per budget and batch size.
 MeasureProgress = Callable[[int, int, str], None]
@@ -97,13 +101,13 @@ def _config(stored: Mapping[str, Any]) -> TrainConfig:
 def budget_groups(
     runs: Iterable[Mapping[str, Any]],
     input_specs: Mapping[str, InputSpec],
-    weights_path_for: Callable[[str], Path | None] | None = None,
+    weights_of: Callable[[Mapping[str, Any]], WeightsLoader | None] | None = None,
 ) -> list[BudgetGroup]:
     """The finished runs (rows of `Store.runs`) as budgets to measure, one design each.
 
     A design trained with several seeds is measured once, by its lowest seed's run, or by
-    the lowest seed whose trained weights `weights_path_for(run_id)` finds. Groups are
-    ordered by dataset, family and budget; designs by class and k.
+    the lowest seed whose trained weights `weights_of(run)` can load. Groups are ordered by
+    dataset, family and budget; designs by class and k.
     """
     grouped: dict[tuple[Any, ...], dict[tuple[str, int, str], list[Mapping[str, Any]]]]
     grouped = defaultdict(lambda: defaultdict(list))
@@ -127,17 +131,15 @@ def budget_groups(
             grouped[key].items(), key=lambda item: (order.get(item[0][0], 3), *item[0][1:])
         ):
             by_seed = sorted(design_runs, key=lambda run: run["seed"])
-            paths = [
-                weights_path_for(run["run_id"]) if weights_path_for else None for run in by_seed
-            ]
-            chosen = next((i for i, path in enumerate(paths) if path is not None), 0)
+            loaders = [weights_of(run) if weights_of else None for run in by_seed]
+            chosen = next((i for i, loader in enumerate(loaders) if loader is not None), 0)
             designs.append(
                 DesignToMeasure(
                     run_id=by_seed[chosen]["run_id"],
                     design_class=design_class,
                     num_members=num_members,
                     member=member,
-                    weights_path=paths[chosen],
+                    weights=loaders[chosen],
                 )
             )
         groups.append(
@@ -146,14 +148,29 @@ def budget_groups(
     return groups
 
 
-def checkpoint_weights(checkpoint_dir: Path | None) -> Callable[[str], Path | None]:
-    """Where a run's trained weights were kept: its checkpoint, if one is still there."""
+def trained_weights(
+    checkpoint_dir: Path | None,
+) -> Callable[[Mapping[str, Any]], WeightsLoader | None]:
+    """How to load a finished run's trained weights: those it kept (checked against the
+    sha256 in its row, so an altered file stops the measurement with one line), else its
+    checkpoint if one is still there; None where neither is."""
 
-    def path_for(run_id: str) -> Path | None:
-        path = checkpoint_dir / f"{run_id}.pt" if checkpoint_dir is not None else None
-        return path if path is not None and path.is_file() else None
+    def loader_for(run: Mapping[str, Any]) -> WeightsLoader | None:
+        if run.get("weights_path"):
+            return lambda: load_run_weights(run).member_states
+        path = checkpoint_dir / f"{run['run_id']}.pt" if checkpoint_dir is not None else None
+        if path is None or not path.is_file():
+            return None
 
-    return path_for
+        def from_checkpoint() -> list[dict[str, Tensor]]:
+            state = load_checkpoint(path) or {}
+            # The best epoch's weights where recorded, else the last epoch's.
+            states: list[dict[str, Tensor]] = state.get("best_states") or state["member_states"]
+            return states
+
+        return from_checkpoint
+
+    return loader_for
 
 
 def training_now(store: Store, study: str) -> list[str]:
@@ -200,9 +217,9 @@ def measure_study(
     Refuses while a worker trains on this host or on the study (`training_now`): their
     load would be in the figures. `num_threads` (default: torch's current number) is set
     for the session and recorded. `input_specs` maps dataset names to their input (default:
-    read from each dataset). Trained weights are loaded from `checkpoint_dir` where a run's
-    checkpoint is still there; otherwise each design is built fresh (latency does not
-    depend on the weights).
+    read from each dataset). Trained weights are loaded where a run kept them (or its
+    checkpoint in `checkpoint_dir` is still there); otherwise each design is built fresh
+    (latency does not depend on the weights).
     """
     study = study or _latest_study(store)
     sizes = check_batch_sizes(batch_sizes)
@@ -222,7 +239,7 @@ def measure_study(
     if input_specs is None:
         names = {run["dataset"] for run in done}
         input_specs = {name: load_dataset(name, device="cpu").input_spec() for name in names}
-    groups = budget_groups(done, input_specs, checkpoint_weights(checkpoint_dir))
+    groups = budget_groups(done, input_specs, trained_weights(checkpoint_dir))
     device = torch.device(device)
     previous_threads = torch.get_num_threads()
     num_threads = num_threads or previous_threads

@@ -33,6 +33,7 @@ from paramsplit.study import (
     retry_cutoff,
     train_run,
 )
+from paramsplit.study_checks import check_runnable
 
 HEARTBEAT_S = 30.0
 
@@ -58,16 +59,20 @@ def run_study_on_ray(
     checkpoint_dir: Path | None = None,
     on_run: RunCallback | None = None,
     register: bool = True,
+    artifacts_dir: Path | None = None,
 ) -> dict[str, int]:
     """Register the study and train its unfinished runs as Ray tasks (with `retry_failed`,
-    each run that had failed before this call once more); the final counts."""
+    each run that had failed before this call once more); the final counts. Runs keep
+    their weights in `artifacts_dir` as locally (on a cluster: shared storage)."""
+    device = "cuda" if gpus_per_run > 0 else "cpu"
+    check_runnable(executor, device, study.config)
     ray = _ray()
     retry_failed_before = retry_cutoff(retry_failed)
     if not ray.is_initialized():
         ray.init(address=address, include_dashboard=False, logging_level="warning")
     if register:
         register_study(store, study, datasets)
-    device = "cuda" if gpus_per_run > 0 else "cpu"
+    kept_in = artifacts_dir if study.keep_weights else None
 
     @ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
     def train_task(
@@ -76,7 +81,9 @@ def run_study_on_ray(
         torch.set_num_threads(max(1, int(cpus_per_run)))
         data, where = dataset.to(device), torch.device(device)
         try:
-            return train_run(spec, data, executor, where, checkpoint, measure=measure)
+            return train_run(
+                spec, data, executor, where, checkpoint, measure=measure, artifacts_dir=kept_in
+            )
         except DiskFullError as error:
             return Outcome("failed", reason="error: disk full", notes=(str(error),))
 

@@ -11,6 +11,12 @@ from typing import TYPE_CHECKING, Any
 from paramsplit.analysis.compare import DEFAULT_ALPHA, Comparison, compare_to_single
 from paramsplit.analysis.designs import DesignKey, DesignSummary, failed_runs, key_of, summarise
 from paramsplit.analysis.heatmap import HeatMap, heat_maps
+from paramsplit.analysis.latency import (
+    POST_TRAINING,
+    MeasuredLatency,
+    load_notes,
+    measured_latencies_from_store,
+)
 from paramsplit.analysis.matching import DEFAULT_MATCH_TOLERANCE, check_tolerance, tolerance_text
 from paramsplit.analysis.pareto import ParetoFront, pareto_fronts
 from paramsplit.analysis.records import (
@@ -21,7 +27,7 @@ from paramsplit.analysis.records import (
     records_from_store,
 )
 from paramsplit.analysis.switchover import Switchover, find_switchovers, ratio_span
-from paramsplit.errors import StoreError
+from paramsplit.errors import StoreError, UsageError
 
 if TYPE_CHECKING:
     from paramsplit.store import Store
@@ -92,6 +98,8 @@ class Analysis:
     accuracy: str = DEFAULT_ACCURACY  # the headline test accuracy: prob, logit or vote
     match_tolerance: tuple[float, float] = DEFAULT_MATCH_TOLERANCE
     matched_only: bool = False  # unmatched comparisons left out of the EST
+    # Inference timed side by side after training (`paramsplit measure`), latest session.
+    measured_latencies: tuple[MeasuredLatency, ...] = ()
 
     @property
     def unmatched(self) -> list[Comparison]:
@@ -116,6 +124,25 @@ class Analysis:
             f"ensemble has {span} the single network's parameters, outside {tolerance}; "
             f"they are {what}"
         )
+
+    def cost_notes(self) -> list[str]:
+        """What to keep in mind about the cost ratios: latency ratios that are not side by
+        side, and times taken under different loads."""
+        notes = []
+        fallback = [c for c in self.comparisons if c.latency_source == POST_TRAINING]
+        if fallback:
+            notes.append(
+                f"the latency ratio of {len(fallback)} of {len(self.comparisons)} comparisons "
+                "is from figures each run took right after training, apart from its single "
+                "network; paramsplit measure times them side by side"
+            )
+        loaded = [c for c in self.comparisons if c.train_loads is not None]
+        if loaded:
+            notes.append(
+                f"{len(loaded)} comparisons set training times taken beside different numbers "
+                "of workers against each other: their time ratios are unfair"
+            )
+        return notes + load_notes(self.records, train_time=False)
 
     @property
     def failed(self) -> list[RunRecord]:
@@ -148,6 +175,22 @@ class Analysis:
             if (family is None or s.family == family) and (dataset is None or s.dataset == dataset)
         ]
 
+    def one_group(
+        self, family: str | None = None, dataset: str | None = None
+    ) -> list[DesignSummary]:
+        """The designs of the one family and dataset asked for, or of the only one there is;
+        a `UsageError` naming the choices where several remain (a recommendation compares
+        designs of one family on one dataset)."""
+        designs = self.select(family, dataset)
+        groups = sorted({(d.family, d.dataset) for d in designs})
+        if len(groups) > 1:
+            names = ", ".join(f"{f} on {d}" for f, d in groups)
+            raise UsageError(
+                f"study '{self.study}' holds several families or datasets; pick one family "
+                f"and dataset: {names}"
+            )
+        return designs
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "study": self.study,
@@ -159,6 +202,7 @@ class Analysis:
             "matched_only": self.matched_only,
             "num_comparisons": len(self.comparisons),
             "num_unmatched": len(self.unmatched),
+            "cost_notes": self.cost_notes(),
             "num_runs": self.num_runs,
             "num_done": self.num_done,
             "num_pending": self.num_pending,
@@ -184,17 +228,22 @@ def analyse(
     accuracy: str = DEFAULT_ACCURACY,
     match_tolerance: tuple[float, float] = DEFAULT_MATCH_TOLERANCE,
     matched_only: bool = False,
+    measured_latencies: Sequence[MeasuredLatency] = (),
 ) -> Analysis:
     """Analyse a study's runs: pending and failed ones are counted, never averaged in.
 
     `accuracy` picks the headline test accuracy (members' probabilities averaged, logits
     averaged, or their vote); `match_tolerance` the parameter ratios (ensemble / single) that
-    count as matched; `matched_only` leaves the other comparisons out of the EST.
+    count as matched; `matched_only` leaves the other comparisons out of the EST;
+    `measured_latencies` (`paramsplit measure`) give the latency ratios where they have them.
     """
     check_accuracy(accuracy)
     match_tolerance = check_tolerance(match_tolerance)
     designs = summarise(records, accuracy)
-    comparisons = compare_to_single(designs, records, alpha=alpha, match_tolerance=match_tolerance)
+    comparisons = compare_to_single(
+        designs, records, alpha=alpha, match_tolerance=match_tolerance,
+        measured=measured_latencies,
+    )  # fmt: skip
     switchovers = find_switchovers(
         comparisons, records, require_significance=require_significance,
         matched_only=matched_only, alpha=alpha, match_tolerance=match_tolerance,
@@ -213,6 +262,7 @@ def analyse(
         accuracy=accuracy,
         match_tolerance=match_tolerance,
         matched_only=matched_only,
+        measured_latencies=tuple(measured_latencies),
     )
 
 
@@ -243,4 +293,5 @@ def analyse_store(
         name, records_from_store(store, name), alpha=alpha,
         require_significance=require_significance, accuracy=accuracy,
         match_tolerance=match_tolerance, matched_only=matched_only,
+        measured_latencies=measured_latencies_from_store(store, name),
     )  # fmt: skip

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from paramsplit.analysis.designs import DesignKey, DesignSummary, key_of
+from paramsplit.analysis.latency import POST_TRAINING, SIDE_BY_SIDE, MeasuredLatency
 from paramsplit.analysis.matching import DEFAULT_MATCH_TOLERANCE, is_matched
 from paramsplit.analysis.records import RunRecord
 from paramsplit.analysis.stats import TIE_TOLERANCE, SeedTest, Stat, beats, seed_test
@@ -67,6 +68,11 @@ class Comparison:
     target_val_accuracy: float | None  # the one target both designs are timed to
     ensemble_time: TimeToTarget | None  # None: no timed learning curves
     single_time: TimeToTarget | None
+    # Where cost_ratios["latency_ms_batch1"] comes from: `analysis.latency.LATENCY_SOURCES`.
+    latency_source: str | None = None
+    # The numbers of workers that shared the machine while each side trained, where they
+    # differ: their training times were taken under different loads.
+    train_loads: tuple[tuple[int, ...], tuple[int, ...]] | None = None
 
     @property
     def params_ratio(self) -> float:
@@ -137,6 +143,8 @@ class Comparison:
             "ensemble_time_to_target": self.ensemble_time.to_dict() if self.ensemble_time else None,
             "single_time_to_target": self.single_time.to_dict() if self.single_time else None,
             "speedup": self.speedup,
+            "latency_source": self.latency_source,
+            "train_loads_differ": self.train_loads is not None,
         }
 
 
@@ -144,7 +152,8 @@ COST_METRICS = (
     "train_time_s",
     "epoch_time_s",
     "latency_ms_batch1",
-    "peak_train_memory_bytes",
+    "peak_train_memory_bytes",  # all k members at once
+    "loop_train_memory_bytes",  # one member at a time
     "peak_inference_memory_bytes",
 )
 
@@ -188,13 +197,20 @@ def compare_to_single(
     *,
     alpha: float = DEFAULT_ALPHA,
     match_tolerance: tuple[float, float] = DEFAULT_MATCH_TOLERANCE,
+    measured: Sequence[MeasuredLatency] = (),
 ) -> list[Comparison]:
-    """A row per ensemble design whose budget also has a finished single network."""
+    """A row per ensemble design whose budget also has a finished single network.
+
+    The latency ratio is the side-by-side one (`paramsplit measure`, the median of per-round
+    ratios at batch 1) where `measured` has the design, else the ratio of the post-training
+    figures; `latency_source` says which.
+    """
     by_key = {s.key: s for s in summaries}
     runs: dict[DesignKey, list[RunRecord]] = defaultdict(list)
     for record in records:
         if record.done:
             runs[key_of(record)].append(record)
+    side_by_side = {m.key: m.ratio_to_single for m in measured if m.batch_size == 1}
     rows = []
     for ensemble in summaries:
         if ensemble.design_class == "single":
@@ -206,6 +222,13 @@ def compare_to_single(
             continue
         bests = [r.best_val_accuracy for r in runs[single.key] if r.best_val_accuracy is not None]
         target = statistics.median_low(bests) if bests else None
+        ratios = {
+            name: _ratio(getattr(ensemble, name), getattr(single, name)) for name in COST_METRICS
+        }
+        latency_source = POST_TRAINING if ratios["latency_ms_batch1"] is not None else None
+        if side_by_side.get(ensemble.key) is not None:
+            ratios["latency_ms_batch1"] = side_by_side[ensemble.key]
+            latency_source = SIDE_BY_SIDE
         rows.append(
             Comparison(
                 ensemble=ensemble,
@@ -214,15 +237,28 @@ def compare_to_single(
                 test=seed_test(ensemble.accuracy.values, single.accuracy.values, alpha),
                 alpha=alpha,
                 match_tolerance=match_tolerance,
-                cost_ratios={
-                    name: _ratio(getattr(ensemble, name), getattr(single, name))
-                    for name in COST_METRICS
-                },
+                cost_ratios=ratios,
                 target_val_accuracy=target,
                 ensemble_time=None
                 if target is None
                 else time_to_target(runs[ensemble.key], target),
                 single_time=None if target is None else time_to_target(runs[single.key], target),
+                latency_source=latency_source,
+                train_loads=_loads_if_different(runs[ensemble.key], runs[single.key]),
             )
         )
     return rows
+
+
+def _loads_if_different(
+    ensemble: Sequence[RunRecord], single: Sequence[RunRecord]
+) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """The worker counts each side trained beside, if they differ (unknown counts, from
+    runs that did not record them, are left out)."""
+    loads = tuple(
+        tuple(sorted({r.concurrent_workers for r in side if r.concurrent_workers is not None}))
+        for side in (ensemble, single)
+    )
+    if not loads[0] or not loads[1] or loads[0] == loads[1]:
+        return None
+    return loads[0], loads[1]

@@ -42,6 +42,7 @@ class DesignSummary:
     peak_train_memory_bytes: Stat | None
     peak_inference_memory_bytes: Stat | None
     flops_per_image: int | None
+    loop_train_memory_bytes: Stat | None = None  # one member at a time (peak_*: all at once)
 
     @property
     def key(self) -> DesignKey:
@@ -121,6 +122,7 @@ def summarise(
                 peak_train_memory_bytes=stat_of(r.peak_train_memory_bytes for r in done),
                 peak_inference_memory_bytes=stat_of(r.peak_inference_memory_bytes for r in done),
                 flops_per_image=int(statistics.median(flops)) if flops else None,
+                loop_train_memory_bytes=stat_of(r.loop_train_memory_bytes for r in done),
             )
         )
     return summaries

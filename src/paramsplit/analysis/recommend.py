@@ -39,20 +39,30 @@ from paramsplit.errors import UsageError
 from paramsplit.specs import format_budget
 
 RECOMMEND_OBJECTIVES = ("accuracy", "train-time", "latency")
+# How the members of an ensemble train, for the memory limit: all at once or one at a time.
+MEMORY_EXECUTIONS = {"fused": "all k members at once", "loop": "one member at a time"}
 
 
 @dataclass(frozen=True)
 class Constraints:
-    """Limits a design must meet. Memory is the measured peak for training (see
-    `paramsplit.measure_memory`); latency is per batch of `batch_size` images."""
+    """Limits a design must meet. Memory is the exact peak of one training step's live
+    tensors, weights, gradients and optimizer state included (`paramsplit.measure.memory`),
+    for `memory_execution`: 'fused' (all k members at once) or 'loop' (one at a time);
+    latency is per batch of `batch_size` images."""
 
     max_latency_ms: float | None = None
     batch_size: int = 1
     max_train_time_s: float | None = None
     max_memory_bytes: int | None = None
     min_accuracy: float | None = None
+    memory_execution: str = "fused"
 
     def __post_init__(self) -> None:
+        if self.memory_execution not in MEMORY_EXECUTIONS:
+            raise UsageError(
+                f"memory execution must be {' or '.join(MEMORY_EXECUTIONS)}, "
+                f"got '{self.memory_execution}'"
+            )
         if self.batch_size < 1:
             raise UsageError(f"--batch must be at least 1, got {self.batch_size}")
         for name in ("max_latency_ms", "max_train_time_s", "max_memory_bytes"):
@@ -102,6 +112,15 @@ class Candidate:
         }
 
 
+def _train_memory_bytes(summary: DesignSummary, constraints: Constraints) -> float | None:
+    memory = (
+        summary.loop_train_memory_bytes
+        if constraints.memory_execution == "loop"
+        else summary.peak_train_memory_bytes
+    )
+    return memory.median if memory else None
+
+
 def check(
     summary: DesignSummary, constraints: Constraints, measured: Sequence[MeasuredLatency] = ()
 ) -> Candidate:
@@ -119,7 +138,7 @@ def check(
         ),
         (
             "training memory",
-            summary.peak_train_memory_bytes.median if summary.peak_train_memory_bytes else None,
+            _train_memory_bytes(summary, constraints),
             constraints.max_memory_bytes,
             "bytes",
         ),
@@ -297,6 +316,13 @@ def recommend(
     notes += _cost_notes(candidates, constraints, objective, records)
     if not passing:
         notes.append("no measured design meets every constraint; see why for each below")
+    if constraints.max_memory_bytes is not None:
+        notes.append(
+            "the memory limit is compared with one training step's exact peak of live tensors "
+            "(weights, gradients, optimizer state, batch, activations), "
+            f"{MEMORY_EXECUTIONS[constraints.memory_execution]}"
+        )
+    if not passing:
         return Recommendation(
             budget, used, objective, constraints, None, None, None, None, tuple(candidates),
             tuple(notes),

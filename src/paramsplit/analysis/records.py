@@ -81,6 +81,7 @@ class RunRecord:
     throughput_images_per_s: float | None = None
     peak_train_memory_bytes: int | None = None
     peak_inference_memory_bytes: int | None = None
+    loop_train_memory_bytes: int | None = None
     flops_per_image: int | None = None
     concurrent_workers: int | None = None  # workers sharing the machine while it trained
     latency_under_load: bool | None = None  # its post-training latency taken beside them

@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from paramsplit.cli import render, render_answer
-from paramsplit.cli.options import JsonFlag
+from paramsplit.cli.options import JsonFlag, open_store
 from paramsplit.cli.study_commands import DbOption
 from paramsplit.errors import UsageError
 
 if TYPE_CHECKING:
     from paramsplit.adaptive.answer import AdaptiveAnswer
-    from paramsplit.analysis import Analysis, DesignSummary
-    from paramsplit.analysis.latency import MeasuredLatency
+    from paramsplit.analysis import Analysis
 
 StudyOption = Annotated[
     str | None, typer.Option("--study", help="Study name (default: the latest).")
@@ -74,7 +73,6 @@ def _load(
 ) -> Analysis:
     from paramsplit.analysis import DEFAULT_MATCH_TOLERANCE, analyse_store, parse_match_tolerance
     from paramsplit.analysis.records import check_accuracy
-    from paramsplit.store import Store
 
     if not 0 < alpha < 1:
         raise UsageError(f"--alpha must be in (0, 1), got {alpha}")
@@ -82,7 +80,7 @@ def _load(
     tolerance = (
         parse_match_tolerance(match_tolerance) if match_tolerance else DEFAULT_MATCH_TOLERANCE
     )
-    with Store.open(db) as store:
+    with open_store(db, create=False) as store:
         return analyse_store(
             store, study, alpha=alpha, require_significance=require_significance,
             accuracy=accuracy, match_tolerance=tolerance, matched_only=matched_only,
@@ -93,33 +91,12 @@ def _adaptive(db: str, analysis: Analysis) -> AdaptiveAnswer | None:
     """For an adaptive study, its analysis with the policy's ESTs, and what it saved."""
     from paramsplit.adaptive.answer import answer_adaptive
     from paramsplit.adaptive.stored import definition_of, is_adaptive, load_records, load_settings
-    from paramsplit.store import Store
 
-    with Store.open(db) as store:
+    with open_store(db, create=False) as store:
         if not is_adaptive(definition_of(store, analysis.study)):
             return None
         records = load_records(store, analysis.study)
         return answer_adaptive(analysis, records, load_settings(store, analysis.study))
-
-
-def _measured_latencies(db: str, study: str) -> list[MeasuredLatency]:
-    """The study's latencies measured side by side (`paramsplit measure`), if any."""
-    from paramsplit.analysis.latency import measured_latencies_from_store
-    from paramsplit.store import Store
-
-    with Store.open(db) as store:
-        return measured_latencies_from_store(store, study)
-
-
-def _one_group(analysis: Analysis, family: str | None, dataset: str | None) -> list[DesignSummary]:
-    designs = analysis.select(family, dataset)
-    groups = sorted({(d.family, d.dataset) for d in designs})
-    if len(groups) > 1:
-        names = ", ".join(f"--family {f} --dataset {d}" for f, d in groups)
-        raise UsageError(
-            f"study '{analysis.study}' holds several families or datasets; pick one: {names}"
-        )
-    return designs
 
 
 def report(
@@ -155,8 +132,9 @@ def report(
     answer = None
     if budget is not None:
         answer = recommend_design(
-            _one_group(analysis, None, None), parse_budget(budget), alpha=analysis.alpha,
-            match_tolerance=analysis.match_tolerance,
+            analysis.one_group(), parse_budget(budget),
+            measured_latencies=analysis.measured_latencies, records=analysis.records,
+            alpha=analysis.alpha, match_tolerance=analysis.match_tolerance,
         )  # fmt: skip
     written = None
     if html is not None or not as_json:
@@ -197,8 +175,14 @@ def recommend(
         str | None, typer.Option(help="Longest training time: 1h, 30m, 90s.")
     ] = None,
     max_memory: Annotated[
-        str | None, typer.Option(help="Most training memory (measured peak): 4GB, 512MiB.")
+        str | None,
+        typer.Option(
+            help="Most training memory (exact peak of live tensors, weights included): 4GB."
+        ),
     ] = None,
+    memory_execution: Annotated[
+        str, typer.Option(help="Memory limit for ensembles trained: fused (all k) or loop.")
+    ] = "fused",
     min_accuracy: Annotated[
         float | None, typer.Option(help="Lowest test accuracy, in percent: 95.")
     ] = None,
@@ -228,12 +212,13 @@ def recommend(
         max_train_time_s=parse_duration_s(max_train_time) if max_train_time else None,
         max_memory_bytes=parse_bytes(max_memory) if max_memory else None,
         min_accuracy=min_accuracy / 100 if min_accuracy is not None else None,
+        memory_execution=memory_execution,
     )
     requested = parse_budget(budget)
     analysis = _load(db, study, alpha, accuracy=accuracy, match_tolerance=match_tolerance)
-    designs = _one_group(analysis, family, dataset)
+    designs = analysis.one_group(family, dataset)
     answer = recommend_design(
-        designs, requested, constraints, objective, _measured_latencies(db, analysis.study),
+        designs, requested, constraints, objective, analysis.measured_latencies,
         analysis.records, alpha=alpha, match_tolerance=analysis.match_tolerance,
     )  # fmt: skip
     if as_json:

@@ -2,15 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from paramsplit.cli import render
 from paramsplit.cli.answer_commands import recommend, report
 from paramsplit.cli.demo_command import demo
+from paramsplit.cli.export_command import export
 from paramsplit.cli.measure_command import measure
-from paramsplit.cli.options import ClassesOption, InputOption, JsonFlag, reports_errors
+from paramsplit.cli.options import (
+    BatchOption,
+    ClassesOption,
+    InputOption,
+    JsonFlag,
+    reports_errors,
+)
 from paramsplit.cli.replay_command import replay
 from paramsplit.cli.study_commands import run, status
 from paramsplit.cli.train_command import train
@@ -53,19 +60,26 @@ def families(as_json: JsonFlag = False) -> None:
 @reports_errors
 def describe(
     name: Annotated[str, typer.Argument(help="FAMILY-DEPTH-WIDTH, e.g. wrn-28-10 or resnet-56.")],
+    members: Annotated[int, typer.Option(help="Memory of k such networks (loop and fused).")] = 1,
     input_shape: InputOption = "3x32x32",
     classes: ClassesOption = 10,
+    batch: BatchOption = 128,
     as_json: JsonFlag = False,
 ) -> None:
-    """Exact parameters, FLOPs and memory of one network."""
+    """Exact parameters, FLOPs and memory (training step and inference) of one network."""
     from paramsplit.accounting import describe as describe_arch
-    from paramsplit.specs import parse_input
+    from paramsplit.measure.memory import count_design_memory
+    from paramsplit.specs import TrainConfig, parse_input
 
-    description = describe_arch(name, parse_input(input_shape, classes))
+    input_spec = parse_input(input_shape, classes)
+    description = describe_arch(name, input_spec)
+    config = TrainConfig(batch_size=batch)
+    memory = count_design_memory(description.profile.arch, members, input_spec, config)
+    data = description.to_dict() | memory.summary()
     if as_json:
-        render.print_json(description.to_dict())
+        render.print_json(data)
     else:
-        render.render_description(description)
+        render.render_description(data)
 
 
 @app.command()
@@ -91,14 +105,21 @@ def plan(
     ] = "0.9,1.0",
     input_shape: InputOption = "3x32x32",
     classes: ClassesOption = 10,
+    batch: BatchOption = 128,
+    memory: Annotated[
+        bool, typer.Option(help="Count each design's training memory (about 1 s a design).")
+    ] = True,
     as_json: JsonFlag = False,
 ) -> None:
     """The design space: a single network and its deq/weq ensembles, each matched to the
     single network's exact parameter count |S|."""
     from paramsplit.planner import plan as plan_designs
     from paramsplit.planner import plan_warnings
-    from paramsplit.specs import parse_input, parse_tolerance
+    from paramsplit.specs import check_depth, parse_input, parse_tolerance
 
+    if depth is not None:
+        check_depth(depth)
+    input_spec = parse_input(input_shape, classes)
     rows = plan_designs(
         family,
         budget,
@@ -106,13 +127,22 @@ def plan(
         single=single,
         depth=depth,
         match=match,
-        input_spec=parse_input(input_shape, classes),
+        input_spec=input_spec,
         tolerance=parse_tolerance(match_tolerance),
     )
+    counted: list[dict[str, Any]] = [{} for _ in rows]
+    if memory:
+        from paramsplit.measure.memory import plan_memory_keys
+        from paramsplit.specs import TrainConfig
+
+        config = TrainConfig(batch_size=batch)
+        for row, keys in zip(rows, counted, strict=True):
+            if row.member is not None:
+                keys |= plan_memory_keys(row.member, row.num_members, input_spec, config)
     if as_json:  # each row says whether it is matched, and if not, why
-        render.print_json([row.to_dict() for row in rows])
+        render.print_json([row.to_dict() | keys for row, keys in zip(rows, counted, strict=True)])
     else:
-        render.render_plan(rows, plan_warnings(rows))
+        render.render_plan(rows, plan_warnings(rows), memory=counted)
 
 
 app.command()(reports_errors(train))
@@ -122,4 +152,5 @@ app.command()(reports_errors(report))
 app.command()(reports_errors(recommend))
 app.command()(reports_errors(demo))
 app.command()(reports_errors(measure))
+app.command()(reports_errors(export))
 app.command()(reports_errors(replay))

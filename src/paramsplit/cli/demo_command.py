@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 from typing import Annotated
@@ -10,8 +9,8 @@ from typing import Annotated
 import typer
 
 from paramsplit.cli import render, render_answer
-from paramsplit.cli.study_progress import render_infeasible, study_progress
-from paramsplit.errors import UsageError
+from paramsplit.cli.options import check_processes, open_store, usable_cores
+from paramsplit.cli.study_progress import render_infeasible, stops_cleanly, study_progress
 
 
 def demo(
@@ -28,15 +27,14 @@ def demo(
     """Run the built-in study on the offline digits set, then print and write its answer."""
     from paramsplit import demo as settings
     from paramsplit.analysis import analyse_store, recommend
+    from paramsplit.artifacts import artifacts_dir_for
     from paramsplit.data import load_dataset
     from paramsplit.report import write_report
     from paramsplit.specs import format_budget
-    from paramsplit.store import Store
     from paramsplit.study import checkpoint_dir_for, register_study, run_study
 
-    workers = workers if workers is not None else min(2, os.cpu_count() or 1)
-    if workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {workers}")
+    workers = workers if workers is not None else min(2, usable_cores())
+    check_processes("--workers", workers)
     study = settings.demo_study()
     budgets = ", ".join(format_budget(b) for b in study.budgets)
     render.console.print(
@@ -46,7 +44,7 @@ def demo(
     )
     started = time.perf_counter()
     datasets = {name: load_dataset(name) for name in study.datasets}
-    with Store.open(db) as store:
+    with open_store(db) as store, stops_cleanly():
         _, infeasible = register_study(store, study, datasets)
         render_infeasible(infeasible)
         before = store.status_counts(study.name)
@@ -58,11 +56,12 @@ def demo(
                     store, study, executor=settings.DEMO_EXECUTOR, on_run=on_run,
                     on_progress=on_progress, datasets=datasets, register=False,
                     checkpoint_dir=checkpoint_dir_for(db), workers=workers, threads=1,
+                    artifacts_dir=artifacts_dir_for(db),
                 )  # fmt: skip
         analysis = analyse_store(store, study.name)
     answer = recommend(
-        analysis.designs, settings.DEMO_QUESTION_BUDGET, alpha=analysis.alpha,
-        match_tolerance=analysis.match_tolerance,
+        analysis.designs, settings.DEMO_QUESTION_BUDGET, records=analysis.records,
+        alpha=analysis.alpha, match_tolerance=analysis.match_tolerance,
     )  # fmt: skip
     files = write_report(analysis, Path(html), recommendation=answer)
     render_answer.render_analysis(analysis)

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from paramsplit.cli import render
-from paramsplit.cli.options import JsonFlag
+from paramsplit.cli.options import JsonFlag, check_processes, open_store
 from paramsplit.cli.study_commands import DbOption
 from paramsplit.errors import UsageError
 
@@ -61,14 +61,14 @@ def measure(
     with no worker running.
     """
     from paramsplit.measure.side_by_side import RoundSettings
-    from paramsplit.store import Store
     from paramsplit.study import checkpoint_dir_for
     from paramsplit.study_measure import measure_study
     from paramsplit.train import resolve_device
 
     sizes = parse_batch_sizes(batch)
+    check_processes("--threads", threads)
     settings = RoundSettings(budget_s=budget_s)
-    with Store.open(db) as store, _progress() as on_progress:
+    with open_store(db, create=False) as store, _progress() as on_progress:
         session = measure_study(
             store,
             study,

@@ -13,7 +13,6 @@ from rich.markup import escape
 from rich.table import Table
 
 if TYPE_CHECKING:  # type names only: rendering must not import torch
-    from paramsplit.accounting import ArchDescription
     from paramsplit.families import FamilyInfo
     from paramsplit.planner import PlannedDesign
 
@@ -46,7 +45,8 @@ def format_bytes(value: int | None) -> str:
         return "—"
     for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if value >= scale:
-            return f"{value / scale:.3g} {unit}"
+            amount = value / scale  # 1000-1023 MiB: not "1e+03 MiB"
+            return f"{amount:.3g} {unit}" if amount < 999.5 else f"{amount:.0f} {unit}"
     return f"{value} B"
 
 
@@ -76,14 +76,23 @@ def render_families(families: Sequence[FamilyInfo]) -> None:
     console.print(published)
 
 
-def render_description(description: ArchDescription) -> None:
-    data = description.to_dict()
+def _breakdown(breakdown: dict[str, int]) -> str:
+    return ", ".join(
+        f"{name.replace('_', ' ')} {format_bytes(value)}"
+        for name, value in breakdown.items()
+        if value
+    )
+
+
+def render_description(data: dict[str, Any]) -> None:
+    """`paramsplit describe`: `ArchDescription.to_dict()` with the memory summary."""
     table = Table(show_header=False, title=data["name"], title_justify="left")
     table.add_column(style="bold")
     table.add_column()
     published = ""
     if data["published_params"] is not None:
         published = f" (published: {data['published_reported']}, {data['published_source']})"
+    k = data["num_members"]
     rows = [
         ("family", data["family"]),
         ("depth / width", f"{data['depth']} / {data['width']}  ({data['units']} units per stage)"),
@@ -92,24 +101,43 @@ def render_description(description: ArchDescription) -> None:
         ("parameters", f"{data['total_params']:,}{published}"),
         ("weights (fp32)", format_bytes(data["weights_bytes"])),
         ("forward FLOPs / image", format_flops(data["flops_per_image"])),
-        (
-            "training memory",
-            f"≈ {format_bytes(data['train_memory_bytes'])} at batch {data['train_batch_size']}",
-        ),
     ]
+    for mode, label in (("train", "training step"), ("inference", "inference")):
+        batch = data[f"{mode}_batch_size"]
+        fused = data[f"{mode}_memory_bytes"]
+        if k == 1:
+            rows.append((f"{label} memory", f"{format_bytes(fused)} at batch {batch}"))
+        else:
+            loop = data[f"{mode}_memory_loop_bytes"]
+            rows.append(
+                (
+                    f"{label} memory, {k} networks",
+                    f"{format_bytes(loop)} one at a time, {format_bytes(fused)} all at once, "
+                    f"at batch {batch}",
+                )
+            )
+        rows.append(("", _breakdown(data[f"{mode}_memory_breakdown"])))
     for label, value in rows:
         table.add_row(label, value)
     console.print(table)
     console.print(
         "FLOPs: forward convolutions and linear layers, 2 per multiply-accumulate "
-        "(torch FlopCounterMode). Training memory: weights, gradients and momentum plus every "
-        "layer's output, fp32 — a rough estimate.",
+        "(torch FlopCounterMode). Memory: peak bytes of live tensors in one steady-state SGD "
+        "step (or one inference call), counted exactly without allocating; the breakdown is "
+        "at the peak (of all networks at once). Allocator slack, library code and the "
+        "interpreter are not included.",
         style="dim",
     )
 
 
-def render_plan(rows: Sequence[PlannedDesign], warnings: Sequence[str] = ()) -> None:
-    """The plan table; `warnings` (one per unmatched row) are printed below it."""
+def render_plan(
+    rows: Sequence[PlannedDesign],
+    warnings: Sequence[str] = (),
+    memory: Sequence[dict[str, Any]] | None = None,
+) -> None:
+    """The plan table; `warnings` (one per unmatched row) are printed below it. `memory`
+    holds each row's counted memory keys (`plan_memory_keys`; empty where not counted)."""
+    memory = memory if memory is not None else [{} for _ in rows]
     first = rows[0]
     assert first.member is not None, "a plan starts with its single network"
     budget = ""
@@ -126,12 +154,12 @@ def render_plan(rows: Sequence[PlannedDesign], warnings: Sequence[str] = ()) -> 
     for column in ("k", "member params", "total params", "vs budget", "vs |S|", "FLOPs / image"):
         table.add_column(column, justify="right")
     table.add_column("train memory\n(one at a time / all k)", justify="right")
-    for row in rows:
+    for row, counted in zip(rows, memory, strict=True):
         if row.design is None:
             continue
-        memory = format_bytes(row.train_memory_sequential_bytes)
-        if row.num_members > 1:
-            memory += f" / {format_bytes(row.train_memory_fused_bytes)}"
+        memory_cell = format_bytes(counted.get("train_memory_loop_bytes"))
+        if row.num_members > 1 and counted:
+            memory_cell += f" / {format_bytes(counted['train_memory_fused_bytes'])}"
         ratio_to_single = f"{row.ratio_to_single:.3f}"
         if not row.matched:
             ratio_to_single = f"[yellow]{ratio_to_single} *[/]"
@@ -144,7 +172,7 @@ def render_plan(rows: Sequence[PlannedDesign], warnings: Sequence[str] = ()) -> 
             f"{row.ratio:.3f}" if row.ratio is not None else "—",
             ratio_to_single,
             format_flops(row.flops_per_image),
-            memory,
+            memory_cell,
         )
     console.print(table)
     for row in rows:
@@ -164,8 +192,9 @@ def render_plan(rows: Sequence[PlannedDesign], warnings: Sequence[str] = ()) -> 
         f"every ensemble is matched to ({num_counted} candidate members counted exactly). "
         "Dotted widths (resnet-56-8.16.31) give each stage's channels, or each dense block's "
         "growth rate. FLOPs: forward, all members, 2 per multiply-accumulate (torch "
-        "FlopCounterMode). Training memory: fp32 weights, gradients, momentum and activations "
-        "at batch 128 — a rough estimate.",
+        "FlopCounterMode). Training memory: peak bytes of live tensors in one SGD step at "
+        f"batch {next((m['train_batch_size'] for m in memory if m), '—')}, counted exactly "
+        "(weights, gradients, momentum, batch, activations, temporaries).",
         style="dim",
     )
 
@@ -245,9 +274,11 @@ def render_train(summary: dict[str, Any], notes: Sequence[str] = ()) -> None:
                 f"(plain loop {summary['loop_throughput_images_per_s']:,.0f} img/s)",
             ),
             (
-                "peak memory, train / infer",
+                "memory, train / infer",
                 f"{format_bytes(summary['peak_train_memory_bytes'])} / "
-                f"{format_bytes(summary['peak_inference_memory_bytes'])} "
+                f"{format_bytes(summary['peak_inference_memory_bytes'])} all at once; "
+                f"{format_bytes(summary.get('loop_train_memory_bytes'))} / "
+                f"{format_bytes(summary.get('loop_inference_memory_bytes'))} one at a time "
                 f"({summary['memory_method']})",
             ),
             ("weights", format_bytes(summary["weights_bytes"])),

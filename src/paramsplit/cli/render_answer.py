@@ -154,7 +154,12 @@ def render_comparisons(analysis: Analysis) -> None:
     costs = _comparison_table(
         "... and their costs (ensemble / single; time to target: to the single network's "
         "median best validation accuracy, median over seeds, seeds that reached it)",
-        ("epoch time", "latency", "train memory", "time to target: ensemble vs single"),
+        (
+            "epoch time",
+            "latency",
+            "train memory (all k / one at a time)",
+            "time to target: ensemble vs single",
+        ),
     )
     for row in analysis.comparisons:
         ratios = row.cost_ratios
@@ -171,7 +176,8 @@ def render_comparisons(analysis: Analysis) -> None:
             *design,
             _ratio(ratios["epoch_time_s"]),
             _ratio(ratios["latency_ms_batch1"]),
-            _ratio(ratios["peak_train_memory_bytes"]),
+            f"{_ratio(ratios['peak_train_memory_bytes'])} / "
+            f"{_ratio(ratios['loop_train_memory_bytes'])}",
             _time_to_target(row),
         )
     console.print(accuracy)
@@ -180,6 +186,8 @@ def render_comparisons(analysis: Analysis) -> None:
         hint = "" if analysis.matched_only else "; --matched-only leaves them out"
         console.print(f"  note: {escape(note)}{hint}", style="yellow")
     console.print(costs)
+    for note in analysis.cost_notes():
+        console.print(f"  note: {escape(note)}", style="yellow")
 
 
 def render_analysis(analysis: Analysis, pending: str = "not run yet") -> None:

@@ -13,7 +13,7 @@ from paramsplit.cli.answer_commands import (
     SignificanceFlag,
     StudyOption,
 )
-from paramsplit.cli.options import JsonFlag
+from paramsplit.cli.options import JsonFlag, open_store
 from paramsplit.cli.study_commands import DbOption
 from paramsplit.errors import UsageError
 
@@ -38,14 +38,13 @@ def replay(
     from paramsplit.adaptive.stored import load_records, load_settings
     from paramsplit.analysis import latest_study
     from paramsplit.analysis.records import check_accuracy
-    from paramsplit.store import Store
 
     if policy not in POLICIES:
         raise UsageError(f"--policy must be one of {', '.join(POLICIES)}, got '{policy}'")
     if not 0 < alpha < 1:
         raise UsageError(f"--alpha must be in (0, 1), got {alpha}")
     check_accuracy(accuracy)
-    with Store.open(db) as store:
+    with open_store(db, create=False) as store:
         name = study or latest_study(store)
         settings = load_settings(
             store, name, early=early, require_significance=require_significance, alpha=alpha,

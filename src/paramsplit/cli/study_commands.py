@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
-import signal
-from collections.abc import Iterator
-from typing import Annotated, Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from paramsplit.cli import render
-from paramsplit.cli.options import JsonFlag
-from paramsplit.cli.study_progress import render_infeasible, study_progress
-from paramsplit.errors import UsageError
+from paramsplit.cli.options import JsonFlag, check_processes, open_store
+from paramsplit.cli.study_progress import render_infeasible, stops_cleanly, study_progress
+from paramsplit.errors import ParamSplitError, StudyFileError, UsageError
+
+if TYPE_CHECKING:  # type names only: `status` must not import torch
+    from paramsplit.specs import TrainConfig
+    from paramsplit.study import StudyDefinition
 
 DbOption = Annotated[str, typer.Option("--db", help="SQLite path or SQLAlchemy URL.")]
 
@@ -33,33 +35,12 @@ def split_budgets(text: str) -> list[str]:
 
 
 def _study_name(definition: dict[str, Any]) -> str:
-    # What is measured is not what is studied: `--measure none` resumes the same study, and
-    # names derived before the field existed still find their study.
-    studied = {key: value for key, value in definition.items() if key != "measure"}
+    # What is measured or kept is not what is studied: `--measure none` resumes the same
+    # study, and names derived before those fields existed still find their study.
+    studied = {k: v for k, v in definition.items() if k not in ("measure", "keep_weights")}
     digest = hashlib.sha256(json.dumps(studied, sort_keys=True).encode()).hexdigest()[:8]
     source = "+".join(definition["families"]) or "singles"
     return f"{source}-{'+'.join(definition['datasets'])}-{digest}"
-
-
-@contextlib.contextmanager
-def stops_cleanly() -> Iterator[None]:
-    """Ctrl-C and SIGTERM (a job scheduler, `timeout`) stop a study the same way: its runs in
-    progress are given back, one line says so, and the exit code is 128 + the signal."""
-    from paramsplit.study_workers import Terminated, sigterm_as_interrupt
-
-    try:
-        with sigterm_as_interrupt():
-            yield
-    except KeyboardInterrupt as stop:
-        terminated = isinstance(stop, Terminated)
-        by, signum = ("SIGTERM", signal.SIGTERM) if terminated else ("Ctrl-C", signal.SIGINT)
-        render.error_console.print(
-            f"stopped by {by}: the runs in progress were given back; run the same command "
-            "again to resume",
-            style="yellow",
-            markup=False,
-        )
-        raise typer.Exit(128 + signum) from None
 
 
 def run(
@@ -109,6 +90,21 @@ def run(
     workers: Annotated[
         int, typer.Option(help="Processes training side by side on this machine.")
     ] = 1,
+    keep_weights: Annotated[
+        bool | None,
+        typer.Option(
+            "--keep-weights/--no-keep-weights",
+            help="Keep each finished run's weights (its selected epoch) for paramsplit export. "
+            "Default: the study file's, else keep.",
+        ),
+    ] = None,
+    artifacts_dir: Annotated[
+        str | None,
+        typer.Option(
+            help="Folder for kept weights (default: NAME.artifacts beside a SQLite file, "
+            "paramsplit-artifacts for a database server)."
+        ),
+    ] = None,
     adaptive: Annotated[
         bool,
         typer.Option(
@@ -119,74 +115,75 @@ def run(
     ] = False,
 ) -> None:
     """Run a study: every design × budget × dataset × seed, resumable, into the database."""
-    import torch
-
+    from paramsplit.artifacts import artifacts_dir_for
     from paramsplit.data import load_dataset
-    from paramsplit.specs import TrainConfig, parse_arch, parse_budget, parse_members
-    from paramsplit.store import Store
-    from paramsplit.study import (
-        StudyDefinition,
-        checkpoint_dir_for,
-        register_study,
-        run_study,
-    )
+    from paramsplit.study import checkpoint_dir_for, expand_study, register_study, run_study
+    from paramsplit.study_checks import MEASURE_CHOICES, check_runnable, in_field
     from paramsplit.study_file import load_study_file
     from paramsplit.study_ray import run_study_on_ray
     from paramsplit.train import resolve_device
 
     if executor not in ("local", "ray"):
         raise UsageError(f"--executor must be local or ray, got '{executor}'")
-    if workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {workers}")
     if workers > 1 and executor == "ray":
         raise UsageError("--workers is for the local executor; Ray sizes itself (--cpus-per-run)")
+    check_processes("--workers", workers)
+    check_processes("--threads", threads)
+    if cpus_per_run <= 0 or gpus_per_run < 0:
+        raise UsageError(
+            f"--cpus-per-run must be > 0 and --gpus-per-run >= 0, got {cpus_per_run} and "
+            f"{gpus_per_run}"
+        )
+    if measure is not None and measure not in MEASURE_CHOICES:
+        raise UsageError(f"--measure must be one of {', '.join(MEASURE_CHOICES)}, got '{measure}'")
+    # The whole study is checked, planned and its data loaded before the database is opened:
+    # a mistake leaves nothing behind, not even an empty file.
+    try:
+        if study_file is None:
+            study = _study_from_flags(
+                family=family, budgets=budgets, singles=singles, members=members,
+                designs=designs, dataset=dataset, seeds=seeds, depth=depth, match=match,
+                name=name, config=_train_config(epochs, batch_size, lr, label_smoothing),
+                adaptive=adaptive,
+            )  # fmt: skip
+        else:
+            study = load_study_file(study_file)
+        if measure is not None:
+            study = dataclasses.replace(study, measure=measure)
+        if keep_weights is not None:
+            study = dataclasses.replace(study, keep_weights=keep_weights)
+        if adaptive:
+            study = dataclasses.replace(study, adaptive=True)
+        device = resolve_device()
+        # Ray's tasks train on a GPU of their own where they are given one.
+        runs_on = ("cuda" if gpus_per_run > 0 else "cpu") if executor == "ray" else device
+        check_runnable(member_executor, runs_on, study.config)
+        datasets = {d: in_field("datasets", load_dataset, d, device=device) for d in study.datasets}
+        expanded = expand_study(study, datasets)
+    except ParamSplitError as error:
+        raise _located(error, study_file) from None
     if threads is not None:
+        import torch
+
         torch.set_num_threads(threads)
-    by_name = tuple(parse_arch(n).name for n in (singles or "").split(",") if n)
-    fields = {
-        "families": () if by_name else tuple(f for f in family.split(",") if f),
-        "budgets": () if by_name else tuple(parse_budget(b) for b in split_budgets(budgets)),
-        "singles": by_name,
-        "members": tuple(parse_members(members)),
-        "designs": tuple(d for d in designs.split(",") if d),
-        "datasets": tuple(d for d in dataset.split(",") if d),
-        "seeds": tuple(range(seeds)),
-        "depth": depth,
-        "match": match,
-        "config": TrainConfig(
-            epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing
-        ),
-        "adaptive": adaptive,
-    }
-    if study_file is not None:
-        study = load_study_file(study_file)
-    else:
-        study = StudyDefinition(name=name or "", **fields)  # type: ignore[arg-type]
-        if not name:
-            study = dataclasses.replace(study, name=_study_name(study.to_dict()))
-    if measure is not None:
-        study = dataclasses.replace(study, measure=measure)
-    if adaptive:
-        study = dataclasses.replace(study, adaptive=True)
-    device = resolve_device()
-    datasets = {d: load_dataset(d, device=device) for d in study.datasets}
-    with Store.open(db) as store, stops_cleanly():
-        _, infeasible = register_study(store, study, datasets)
-        render_infeasible(infeasible)
+    kept_in = Path(artifacts_dir) if artifacts_dir else artifacts_dir_for(db)
+    render_infeasible(expanded[1])
+    with open_store(db) as store, stops_cleanly():
+        register_study(store, study, datasets, expanded)
         with study_progress(store, study) as (on_run, on_progress):
             if executor == "ray":
                 counts = run_study_on_ray(
                     store, study, datasets, address=address, cpus_per_run=cpus_per_run,
                     gpus_per_run=gpus_per_run, executor=member_executor,
                     retry_failed=retry_failed, checkpoint_dir=checkpoint_dir_for(db),
-                    on_run=on_run, register=False,
+                    on_run=on_run, register=False, artifacts_dir=kept_in,
                 )  # fmt: skip
             else:
                 counts = run_study(
                     store, study, executor=member_executor, device=device, on_run=on_run,
                     on_progress=on_progress, datasets=datasets, retry_failed=retry_failed,
                     checkpoint_dir=checkpoint_dir_for(db), register=False, workers=workers,
-                    threads=threads,
+                    threads=threads, artifacts_dir=kept_in,
                 )  # fmt: skip
         if study.adaptive:
             _render_adaptive(store, study.name, counts)
@@ -214,6 +211,72 @@ def _render_adaptive(store: Any, study: str, counts: dict[str, int], as_json: bo
         render_adaptive_status(study, decision, spent, counts)
 
 
+# The flag that sets each study field, for errors about a study given by flags.
+FLAG_OF_FIELD = {
+    "name": "--name", "families": "--family", "budgets": "--budgets", "singles": "--singles",
+    "members": "--members", "designs": "--designs", "datasets": "--dataset",
+    "seeds": "--seeds", "depth": "--depth", "match": "--match", "measure": "--measure",
+    "executor": "--member-executor", "train.epochs": "--epochs",
+    "train.batch_size": "--batch-size", "train.lr": "--lr",
+    "train.label_smoothing": "--label-smoothing",
+}  # fmt: skip
+
+
+def _train_config(epochs: int, batch_size: int, lr: float, label_smoothing: float) -> TrainConfig:
+    from paramsplit.specs import TrainConfig
+
+    return TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, label_smoothing=label_smoothing)
+
+
+def _study_from_flags(
+    *, family: str, budgets: str, singles: str | None, members: str, designs: str,
+    dataset: str, seeds: int, depth: int | None, match: str, name: str | None,
+    config: TrainConfig, adaptive: bool = False,
+) -> StudyDefinition:  # fmt: skip
+    """The study the design flags describe; named from a hash of itself unless `name`."""
+    from paramsplit.specs import parse_arch, parse_budget, parse_members
+    from paramsplit.study import StudyDefinition
+    from paramsplit.study_checks import in_field, seed_range
+
+    by_name = tuple(
+        in_field("singles", parse_arch, n).name for n in (singles or "").split(",") if n
+    )
+    study = StudyDefinition(
+        name=name or "unnamed",
+        families=() if by_name else tuple(f for f in family.split(",") if f),
+        budgets=tuple(
+            in_field("budgets", parse_budget, b)
+            for b in ([] if by_name else split_budgets(budgets))
+        ),
+        singles=by_name,
+        members=tuple(in_field("members", parse_members, members)),
+        designs=tuple(d for d in designs.split(",") if d),
+        datasets=tuple(d for d in dataset.split(",") if d),
+        seeds=seed_range(seeds),
+        depth=depth,
+        match=match,
+        config=config,
+        adaptive=adaptive,  # hashed into the name only when true: an adaptive study is another
+    )
+    if name:
+        return study
+    # Hashed as it always was, with an empty name: earlier runs of these flags find their study.
+    return dataclasses.replace(study, name=_study_name({**study.to_dict(), "name": ""}))
+
+
+def _located(error: ParamSplitError, study_file: str | None) -> ParamSplitError:
+    """The error pointing at what the user typed: the study file's line, or the flag."""
+    if error.field is None:
+        return error
+    reason = str(error).removeprefix(f"field '{error.field}': ")
+    if study_file is not None and error.field != "executor":
+        from paramsplit.study_file import where_in_file
+
+        return StudyFileError(f"{where_in_file(study_file, error.field)}: {error}")
+    flag = FLAG_OF_FIELD.get(error.field)
+    return type(error)(f"{flag}: {reason}") if flag else error
+
+
 def status(
     study: Annotated[str | None, typer.Option(help="Study name (default: all runs).")] = None,
     db: DbOption = "paramsplit.db",
@@ -222,9 +285,8 @@ def status(
     """What is done, running, failed and left in a study; an ETA from finished runs. For an
     adaptive study, what its policy decided at every budget and what remains."""
     from paramsplit.adaptive.stored import definition_of, is_adaptive
-    from paramsplit.store import Store
 
-    with Store.open(db) as store:
+    with open_store(db, create=False) as store:
         counts = store.status_counts(study)
         eta_s = store.eta_s(study)
         studies = [row["name"] for row in store.studies()]

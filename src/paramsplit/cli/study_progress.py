@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
+import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from paramsplit.cli import render
@@ -40,7 +42,10 @@ def study_progress(
     ) as progress:
         counts = store.status_counts(study.name)
         overall = progress.add_task(
-            f"study {study.name}", total=counts["total"], completed=counts["done"], status=""
+            f"study {render.escape(study.name)}",
+            total=counts["total"],
+            completed=counts["done"],
+            status="",
         )
         epochs = study.config.epochs
         current = progress.add_task("run", total=epochs, status="")
@@ -72,3 +77,24 @@ def study_progress(
                 progress.update(overall, completed=done)
 
         yield on_run, on_progress
+
+
+@contextlib.contextmanager
+def stops_cleanly() -> Iterator[None]:
+    """Ctrl-C and SIGTERM (a job scheduler, `timeout`) stop a study the same way: its runs in
+    progress are given back, one line says so, and the exit code is 128 + the signal."""
+    from paramsplit.study_workers import Terminated, sigterm_as_interrupt
+
+    try:
+        with sigterm_as_interrupt():
+            yield
+    except KeyboardInterrupt as stop:
+        terminated = isinstance(stop, Terminated)
+        by, signum = ("SIGTERM", signal.SIGTERM) if terminated else ("Ctrl-C", signal.SIGINT)
+        render.error_console.print(
+            f"stopped by {by}: the runs in progress were given back; run the same command "
+            "again to resume",
+            style="yellow",
+            markup=False,
+        )
+        raise typer.Exit(128 + signum) from None

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from paramsplit.cli import render
-from paramsplit.cli.options import JsonFlag
+from paramsplit.cli.options import JsonFlag, check_processes
 from paramsplit.errors import UsageError
 from paramsplit.specs import DESIGN_CLASSES
 
@@ -22,6 +23,22 @@ def _pick_design(rows: list[Any], design_class: str, num_members: int) -> Any:
                 raise UsageError(f"{design_class} k={num_members} is infeasible: {row.reason}")
             return row
     raise UsageError(f"no {design_class} design with {num_members} members in the plan")
+
+
+def _write_weights(
+    path: Path, row: Any, data: Any, config: Any, seed: int, result: Any
+) -> dict[str, Any]:
+    """The selected epoch's weights into `path`, under the id the run would have in a study."""
+    from paramsplit.artifacts import write_run_weights
+    from paramsplit.errors import ArtifactError
+    from paramsplit.store import run_id_for
+    from paramsplit.study import run_spec
+
+    run_id = run_id_for(run_spec(row, data.name, config, seed))
+    try:
+        return {"run_id": run_id, **write_run_weights(path, run_id, result, data)}
+    except OSError as error:
+        raise ArtifactError(f"cannot write --weights-out {path}: {error.strerror}") from None
 
 
 def train(
@@ -57,6 +74,10 @@ def train(
         float | None, typer.Option(help="Report the time to this validation accuracy.")
     ] = None,
     measure: Annotated[bool, typer.Option(help="Measure latency and memory after.")] = True,
+    weights_out: Annotated[
+        str | None,
+        typer.Option(help="Keep the weights of the selected epoch in this safetensors file."),
+    ] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Train one design fairly and fast, then measure it."""
@@ -64,12 +85,18 @@ def train(
 
     from paramsplit.data import load_dataset
     from paramsplit.planner import plan_budget
-    from paramsplit.specs import TrainConfig, parse_budget
+    from paramsplit.specs import TrainConfig, check_depth, parse_budget
+    from paramsplit.study_checks import MAX_SEED, check_precision
     from paramsplit.train import check_executor_name, resolve_device, train_design
 
     if design not in DESIGN_CLASSES:
         raise UsageError(f"--design must be one of {', '.join(DESIGN_CLASSES)}, got '{design}'")
     check_executor_name(executor, allow_auto=True)
+    check_processes("--threads", threads)
+    if depth is not None:
+        check_depth(depth)
+    if not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed must be in [0, {MAX_SEED}], got {seed}")
     if threads is not None:
         torch.set_num_threads(threads)
     config = TrainConfig(
@@ -86,6 +113,7 @@ def train(
         test_every_epoch=test_every_epoch,
     )
     target = resolve_device(device)
+    check_precision(precision, target)  # before the progress bar: an error is one line
     data = load_dataset(dataset, root=data_root, device=target, download=download)
     rows = plan_budget(
         family,
@@ -124,6 +152,8 @@ def train(
         )
     summary = result.to_dict(target_accuracy)
     notes = list(data.notes)
+    if weights_out is not None and result.status == "done":
+        summary |= _write_weights(Path(weights_out), row, data, config, seed, result)
     if measure and result.status == "done":
         from paramsplit.study import measure_run
 

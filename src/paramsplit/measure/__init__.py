@@ -1,12 +1,14 @@
 """Measurement: what a design costs in time and memory, and how each figure was taken.
 
 - `latency`: inference latency and throughput, timed side by side;
-- `process_memory` and `memory_processes`: peak memory of a few steps, measured in a clean
-  child process on CPU (resident set) or with the CUDA allocator's statistics;
+- `memory` (with `counting` and `live_tensors`): the exact peak bytes of live tensors of one
+  training step and one inference call, by category, loop and fused, counted without
+  allocating;
 - `design`: everything measured about one trained design (`measure_design`).
 """
 
-from paramsplit.measure.design import MeasureResult, measure_design, memory_method, weights_bytes
+from paramsplit.measure.counting import EXECUTIONS, MemoryCount
+from paramsplit.measure.design import MeasureResult, measure_design, weights_bytes
 from paramsplit.measure.latency import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_BUDGET_S,
@@ -20,25 +22,37 @@ from paramsplit.measure.latency import (
     measure_inference,
     measure_inference_side_by_side,
 )
-from paramsplit.measure.memory_processes import peak_memory_bytes
-from paramsplit.measure.process_memory import MemoryRequest
+from paramsplit.measure.live_tensors import CATEGORIES, LiveTensors
+from paramsplit.measure.memory import (
+    MEMORY_METHOD,
+    DesignMemory,
+    count_design_memory,
+    count_inference_memory,
+    count_train_memory,
+)
 
 __all__ = [
+    "CATEGORIES",
     "DEFAULT_BATCH_SIZES",
     "DEFAULT_BUDGET_S",
     "DEFAULT_REPEATS",
     "DEFAULT_WARMUP",
+    "EXECUTIONS",
+    "MEMORY_METHOD",
     "MIN_REPEATS",
+    "DesignMemory",
     "InferenceMeasurement",
+    "LiveTensors",
     "MeasureResult",
-    "MemoryRequest",
+    "MemoryCount",
     "Predict",
+    "count_design_memory",
+    "count_inference_memory",
+    "count_train_memory",
     "executor_predictor",
     "loop_predictor",
     "measure_design",
     "measure_inference",
     "measure_inference_side_by_side",
-    "memory_method",
-    "peak_memory_bytes",
     "weights_bytes",
 ]

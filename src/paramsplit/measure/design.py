@@ -1,7 +1,6 @@
-"""Measurement after training: inference latency and throughput, peak memory, size, FLOPs.
+"""Measurement after training: inference latency and throughput, exact memory, size, FLOPs.
 
-Latency is described in `paramsplit.measure.latency`, peak memory in
-`paramsplit.measure.process_memory`.
+Latency is described in `paramsplit.measure.latency`, memory in `paramsplit.measure.memory`.
 """
 
 from __future__ import annotations
@@ -21,8 +20,7 @@ from paramsplit.measure.latency import (
     loop_predictor,
     measure_inference_side_by_side,
 )
-from paramsplit.measure.memory_processes import peak_memory_bytes
-from paramsplit.measure.process_memory import MemoryRequest
+from paramsplit.measure.memory import count_design_memory
 from paramsplit.specs import InputSpec
 from paramsplit.train.executors import Executor
 
@@ -37,21 +35,25 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
     return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
 
 
-def memory_method(device: torch.device | str) -> str:
-    return (
-        "cuda_max_memory_allocated"
-        if torch.device(device).type == "cuda"
-        else "subprocess_peak_rss"
-    )
+_MEMORY_KEYS = (
+    "peak_train_memory_bytes",
+    "peak_inference_memory_bytes",
+    "loop_train_memory_bytes",
+    "loop_inference_memory_bytes",
+    "memory_method",
+    "memory",
+)
 
 
 @dataclass(frozen=True)
 class MeasureResult:
     """Everything measured about one trained design on one device.
 
-    Memory figures are peaks above the set-up executor (weights excluded: see
-    `weights_bytes`); None when memory was not measured. FLOPs count one forward pass of
-    every member, 2 per multiply-accumulate (`paramsplit.accounting.profile_arch` × k).
+    Memory figures are exact peaks of live tensors, weights included
+    (`paramsplit.measure.memory`): `peak_*` for all k members at once (fused), `loop_*` for
+    one member at a time; `memory` holds both with their breakdown by category. All None
+    when memory was not measured. FLOPs count one forward pass of every member, 2 per
+    multiply-accumulate (`paramsplit.accounting.profile_arch` × k).
     """
 
     member: str
@@ -70,9 +72,12 @@ class MeasureResult:
     flops_per_image: int
     peak_train_memory_bytes: int | None
     peak_inference_memory_bytes: int | None
+    loop_train_memory_bytes: int | None
+    loop_inference_memory_bytes: int | None
     train_batch_size: int
     inference_batch_size: int
     memory_method: str | None
+    memory: dict[str, Any] | None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -89,9 +94,9 @@ def measure_design(
 ) -> MeasureResult:
     """Measure a trained design: its executor against a plain loop, then memory and size.
 
-    Leaves the executor in eval mode. Memory is measured on a freshly built executor of
-    the same kind (never by stepping the trained one): training at the executor's batch
-    size, inference at the largest of `batch_sizes`.
+    Leaves the executor in eval mode. Memory is counted, not measured (nothing is run on
+    the trained executor): training at the executor's batch size and settings, inference at
+    the largest of `batch_sizes`, for the loop and for fused execution.
     """
     device = torch.device(device)
     if not _same_device(device, executor.device):
@@ -111,23 +116,18 @@ def measure_design(
         budget_s=budget_s,
     )
     config = executor.config
-    peaks: dict[str, int | None] = {"train": None, "infer": None}
+    inference_batch_size = max(batch_sizes)
+    counted: dict[str, Any] = dict.fromkeys(_MEMORY_KEYS)
     if memory:
-        for mode, batch_size in (("train", config.batch_size), ("infer", max(batch_sizes))):
-            request = MemoryRequest(
-                arch=executor.arch.name,
-                num_members=executor.num_members,
-                executor=executor.name,
-                input=input_spec.name,
-                num_classes=input_spec.num_classes,
-                batch_size=batch_size,
-                mode=mode,
-                precision=config.precision,
-                channels_last=config.channels_last,
-                num_threads=torch.get_num_threads(),
-                device=str(device),
-            )
-            peaks[mode] = peak_memory_bytes(request)
+        design_memory = count_design_memory(
+            executor.arch,
+            executor.num_members,
+            input_spec,
+            config,
+            inference_batch_size=inference_batch_size,
+            device=device,
+        )
+        counted = design_memory.result_keys()
     return MeasureResult(
         member=executor.arch.name,
         num_members=executor.num_members,
@@ -144,9 +144,7 @@ def measure_design(
         weights_bytes=weights_bytes(executor),
         flops_per_image=executor.num_members
         * profile_arch(executor.arch, input_spec).flops_per_image,
-        peak_train_memory_bytes=peaks["train"],
-        peak_inference_memory_bytes=peaks["infer"],
         train_batch_size=config.batch_size,
-        inference_batch_size=max(batch_sizes),
-        memory_method=memory_method(device) if memory else None,
+        inference_batch_size=inference_batch_size,
+        **counted,
     )

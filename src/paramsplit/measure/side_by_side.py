@@ -12,8 +12,9 @@ median latency: measured at that batch, never extrapolated from another.
 
 Weights: latency and throughput do not depend on the values of the weights (the same
 operations run on whatever numbers), so a design whose trained weights were not kept is
-measured as a freshly built network of exactly that design. Where a checkpoint still holds
-its trained weights, they are loaded, and the row says which (`weights`).
+measured as a freshly built network of exactly that design. Where its trained weights were
+kept (or a checkpoint still holds them), they are loaded, and the row says which
+(`weights`).
 """
 
 from __future__ import annotations
@@ -21,8 +22,7 @@ from __future__ import annotations
 import dataclasses
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -31,7 +31,6 @@ from torch import Tensor
 from paramsplit.errors import ConfigError
 from paramsplit.measure.latency import MIN_REPEATS, Predict, time_in_rounds
 from paramsplit.specs import InputSpec, TrainConfig, parse_arch
-from paramsplit.train.checkpoint import load_checkpoint
 from paramsplit.train.executors import EXECUTORS, make_executor
 
 DEFAULT_MEASURE_BATCH_SIZES = (1, 64)
@@ -41,16 +40,20 @@ DEFAULT_MAX_ROUNDS = 100
 DEFAULT_ROUND_BUDGET_S = 0.5  # timing per design, executor and batch size, once past the minimum
 
 
+# Loads a design's trained member weights (one state dict per member) when it is measured.
+WeightsLoader = Callable[[], list[dict[str, Tensor]]]
+
+
 @dataclass(frozen=True)
 class DesignToMeasure:
     """One finished design of a budget, by the run that stands for it (its lowest seed,
-    or the one whose trained weights were kept in `weights_path`)."""
+    or the lowest whose trained weights `weights` loads)."""
 
     run_id: str
     design_class: str
     num_members: int
     member: str
-    weights_path: Path | None = None
+    weights: WeightsLoader | None = field(default=None, compare=False, repr=False)
 
     @property
     def design(self) -> str:
@@ -144,22 +147,13 @@ def inference_executors(design: DesignToMeasure, config: TrainConfig) -> tuple[s
     return tuple(name for name in EXECUTORS if not (config.compile and name == "vmap"))
 
 
-def _trained_weights(path: Path | None) -> list[dict[str, Tensor]] | None:
-    """The member weights a checkpoint kept (those of the best epoch where recorded)."""
-    state = load_checkpoint(path) if path is not None else None
-    if state is None:
-        return None
-    weights: list[dict[str, Tensor]] | None = state.get("best_states") or state.get("member_states")
-    return weights
-
-
 def _predictors(
     group: BudgetGroup, device: torch.device
 ) -> list[tuple[DesignToMeasure, str, str, Predict]]:
     """(design, executor, weights, predict) for every design of the group and executor."""
     predictors: list[tuple[DesignToMeasure, str, str, Predict]] = []
     for design in group.designs:
-        weights = _trained_weights(design.weights_path)
+        weights = design.weights() if design.weights is not None else None
         for name in inference_executors(design, group.config):
             executor = make_executor(
                 name,

@@ -14,6 +14,7 @@ from paramsplit import __version__
 from paramsplit.adaptive.answer import Saving
 from paramsplit.analysis import Analysis, Constraints, Recommendation
 from paramsplit.analysis.matching import tolerance_text
+from paramsplit.analysis.recommend import MEMORY_EXECUTIONS
 from paramsplit.analysis.records import ACCURACY_NAMES
 from paramsplit.report.adaptive import adaptive_html
 from paramsplit.report.figures import ReportFigure, render_figures
@@ -80,7 +81,10 @@ def _constraints_text(constraints: Constraints) -> str:
     if constraints.max_train_time_s is not None:
         limits.append(f"training time ≤ {number(constraints.max_train_time_s)} s")
     if constraints.max_memory_bytes is not None:
-        limits.append(f"training memory ≤ {number(constraints.max_memory_bytes / 1e6)} MB")
+        execution = MEMORY_EXECUTIONS[constraints.memory_execution]
+        limits.append(
+            f"training memory ≤ {number(constraints.max_memory_bytes / 1e6)} MB ({execution})"
+        )
     if constraints.min_accuracy is not None:
         limits.append(f"test accuracy ≥ {constraints.min_accuracy * 100:.1f} %")
     return ", ".join(limits) or "none"
@@ -230,6 +234,7 @@ def render_html(
     failed = table_html(failed_table(analysis)) if analysis.failed else "<p>No run failed.</p>"
     comparisons = (
         table_html(comparisons_table(analysis))
+        + "".join(f"<p class='note cost-note'>{esc(note)}.</p>" for note in analysis.cost_notes())
         if analysis.comparisons
         else "<p>No ensemble has a single network at its budget to compare with.</p>"
     )

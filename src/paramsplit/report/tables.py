@@ -152,7 +152,8 @@ COMPARISON_RATIOS = (  # (Comparison.cost_ratios key, header)
     ("train_time_s", "training time (×)"),
     ("epoch_time_s", "time per epoch (×)"),
     ("latency_ms_batch1", "latency (×)"),
-    ("peak_train_memory_bytes", "training memory (×)"),
+    ("peak_train_memory_bytes", "training memory, all k at once (×)"),
+    ("loop_train_memory_bytes", "training memory, one at a time (×)"),
     ("peak_inference_memory_bytes", "inference memory (×)"),
 )
 
@@ -174,6 +175,8 @@ def comparisons_table(analysis: Analysis) -> Table:
         "smallest possible p",
         "result",
         *(h for _, h in COMPARISON_RATIOS),
+        "latency measured",
+        "training loads differ",
         "target (validation %)",
         "ensemble time to target (s)",
         "single time to target (s)",
@@ -201,6 +204,8 @@ def comparisons_table(analysis: Analysis) -> Table:
                 num(ratio_text(c.cost_ratios.get(k)), c.cost_ratios.get(k))
                 for k, _ in COMPARISON_RATIOS
             ),
+            text(c.latency_source or MISSING),
+            text("yes" if c.train_loads is not None else "no"),
             num(MISSING if target is None else f"{target * 100:.1f}", target and target * 100),
             _time_cell(c.ensemble_time),
             _time_cell(c.single_time),

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, inspect, select, text, update
+from sqlalchemy.schema import CreateColumn
 
 from paramsplit.errors import StoreError
 from paramsplit.store import rows, schema
@@ -69,8 +70,42 @@ def _measurements_table(connection: Connection) -> None:
     schema.measurements.create(connection, checkfirst=True)
 
 
+def _weights_columns(connection: Connection) -> None:
+    """3 -> 4: `runs` gets the columns of kept weights (`schema.WEIGHTS_COLUMNS`), NULL for
+    every run so far (they kept none). Adds only the columns missing, so a step that ran
+    on a database made with them already changes nothing."""
+    present = {column["name"] for column in inspect(connection).get_columns("runs")}
+    for name in schema.WEIGHTS_COLUMNS:
+        if name not in present:
+            kind = schema.runs.c[name].type.compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE runs ADD COLUMN {name} {kind}"))
+
+
+# Added by version 5; older figures in the memory columns were a subprocess's resident set.
+_MEMORY_COLUMNS = ("loop_train_memory_bytes", "loop_inference_memory_bytes", "memory_method")
+
+
+def _exact_memory(connection: Connection) -> None:
+    """4 -> 5: memory columns for the exact count; the resident-set figures leave them.
+
+    Versions 1-4 filled `peak_*_memory_bytes` with a process's resident set above a baseline,
+    which is not comparable with the exact count that fills them now. They are emptied
+    rather than silently compared: each run's `metrics` JSON keeps them, with their
+    `memory_method`.
+    """
+    runs = schema.runs
+    present = {column["name"] for column in inspect(connection).get_columns(runs.name)}
+    for name in _MEMORY_COLUMNS:
+        if name not in present:  # a database made new, then marked older, has them already
+            definition = CreateColumn(runs.c[name]).compile(dialect=connection.dialect)
+            connection.execute(text(f"ALTER TABLE {runs.name} ADD COLUMN {definition}"))
+    connection.execute(
+        update(runs).values(peak_train_memory_bytes=None, peak_inference_memory_bytes=None)
+    )
+
+
 def _stopped_status(connection: Connection) -> None:
-    """3 -> 4: runs may be `stopped` (`Store.stop`). `status` is free text, so no table
+    """5 -> 6: runs may be `stopped` (`Store.stop`). `status` is free text, so no table
     changes; the version keeps an older paramsplit, which would count such a run as
     neither done nor left, from opening the database."""
 
@@ -79,5 +114,7 @@ def _stopped_status(connection: Connection) -> None:
 STEPS: dict[int, Callable[[Connection], None]] = {
     1: _links_per_budget,
     2: _measurements_table,
-    3: _stopped_status,
+    3: _weights_columns,
+    4: _exact_memory,
+    5: _stopped_status,
 }

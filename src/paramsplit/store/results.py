@@ -67,17 +67,13 @@ class Store:
         self.url = url
 
     @classmethod
-    def open(cls, url_or_path: str | os.PathLike[str] = database.DEFAULT_PATH) -> Store:
-        """Open (creating if needed) a SQLite file, or any SQLAlchemy URL such as
-        `postgresql://user@host/db`. Refuses a database from a newer paramsplit."""
-        url = database.parse_url(url_or_path)
-        shown = database.describe(url)
-        engine = database.create(url)
-        try:
-            database.prepare_schema(engine, shown)
-        except StoreError:
-            engine.dispose()
-            raise
+    def open(
+        cls, url_or_path: str | os.PathLike[str] = database.DEFAULT_PATH, *, create: bool = True
+    ) -> Store:
+        """Open a SQLite file (creating it if needed, unless `create=False`), or any
+        SQLAlchemy URL such as `postgresql://user@host/db`. Refuses a damaged SQLite file and
+        a database from a newer paramsplit; opens a file it cannot write read-only."""
+        engine, shown = database.connect(url_or_path, create=create)
         return cls(engine, shown)
 
     @property
@@ -240,6 +236,7 @@ class Store:
         run_id = _run_id(run)
         values = rows.columns_from(result, schema.runs, schema.METRIC_COLUMNS, "result")
         values |= rows.columns_from(result, schema.runs, schema.ENVIRONMENT_COLUMNS, "result")
+        values |= rows.columns_from(result, schema.runs, schema.WEIGHTS_COLUMNS, "result")
         values.setdefault("package_version", paramsplit.__version__)
         metrics = to_jsonable(result)
         curve = [rows.epoch_row(run_id, record) for record in result.get("curve") or ()]

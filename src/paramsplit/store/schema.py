@@ -31,8 +31,11 @@ from sqlalchemy import (
 # Bump with every change to the tables below, and add a step to `migrations.STEPS`.
 # 2: a study links a run once per budget it asked for (budget_params in the primary key).
 # 3: `measurements`, inference measured side by side after training (`paramsplit measure`).
-# 4: a run may be `stopped` (an adaptive study's early verdict: curve kept, reason given).
-SCHEMA_VERSION = 4
+# 4: `runs` gets `WEIGHTS_COLUMNS`, where each run's kept weights are and their hash.
+# 5: memory is the exact count of live tensors (`memory_method`), fused and loop; the
+#    resident-set figures of versions 1-4 leave the columns (they stay in `metrics`).
+# 6: a run may be `stopped` (an adaptive study's early verdict: curve kept, reason given).
+SCHEMA_VERSION = 6
 
 STATUSES = ("pending", "running", "done", "failed", "stopped")
 
@@ -108,10 +111,24 @@ METRIC_COLUMNS: dict[str, Any] = {
     "time_to_target_s": Double,
     "latency_ms_batch1": Double,
     "throughput_images_per_s": Double,
+    # Peak bytes of live tensors, weights included (`paramsplit.measure.memory`): `peak_*`
+    # for all k members at once (fused; a single network's own), `loop_*` for one member at
+    # a time. `memory_method` says how they were taken ("live_tensors").
     "peak_train_memory_bytes": BigInteger,
     "peak_inference_memory_bytes": BigInteger,
+    "loop_train_memory_bytes": BigInteger,
+    "loop_inference_memory_bytes": BigInteger,
+    "memory_method": String(50),
     "flops_per_image": BigInteger,
     "executor": String(50),
+}
+
+# Filled by `Store.finish` too: the file of a run's kept weights (`paramsplit.artifacts`), its
+# size, and the sha256 that loading checks it against. NULL where a run kept none.
+WEIGHTS_COLUMNS: dict[str, Any] = {
+    "weights_path": Text,
+    "weights_bytes": BigInteger,
+    "weights_sha256": String(64),
 }
 
 ENVIRONMENT_COLUMNS: dict[str, Any] = {
@@ -138,6 +155,7 @@ runs = Table(
     Column("started_at", UtcDateTime),
     Column("finished_at", UtcDateTime),
     *(Column(name, kind) for name, kind in METRIC_COLUMNS.items()),
+    *(Column(name, kind) for name, kind in WEIGHTS_COLUMNS.items()),
     Column("metrics", _json()),
     *(Column(name, kind) for name, kind in ENVIRONMENT_COLUMNS.items()),
     Index("ix_runs_status", "status"),

@@ -403,7 +403,21 @@ def check_executor_name(name: str, *, allow_auto: bool = False) -> None:
 
 
 def resolve_device(name: str = "auto") -> torch.device:
-    """`auto` is the GPU where there is one, else the CPU."""
+    """`auto` is the GPU where there is one, else the CPU; a device this machine lacks is
+    refused here rather than failing halfway through a run."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    allowed = "auto, cpu, cuda, cuda:N or mps"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ConfigError(f"unknown device '{name}'; allowed: {allowed}") from None
+    if device.type == "cuda":
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if (device.index or 0) >= count:
+            raise ConfigError(f"device '{name}' asked for, but this machine has {count} CUDA GPUs")
+    elif device.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device '{name}' asked for, but MPS is not available here")
+    elif device.type not in ("cpu", "mps"):
+        raise ConfigError(f"device '{name}' is not supported; allowed: {allowed}")
+    return device

@@ -310,4 +310,5 @@ def train_design(
         train_time_s=elapsed_train_s,
         device=str(device),
         member_states=final_states,
+        selected_member_states=best_states,
     )

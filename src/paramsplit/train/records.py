@@ -52,7 +52,9 @@ class TrainResult:
     final_test: EnsembleMetrics | None  # of the weights after the last epoch
     train_time_s: float
     device: str
-    member_states: list[dict[str, Tensor]] = field(default_factory=list, repr=False)
+    member_states: list[dict[str, Tensor]] = field(default_factory=list, repr=False)  # final
+    # The weights of `best_epoch`, which `test` was measured with (what a run keeps).
+    selected_member_states: list[dict[str, Tensor]] = field(default_factory=list, repr=False)
     executor_rounds_ms: dict[str, list[float]] = field(default_factory=dict)  # auto's timings
     executor_reason: str = ""  # why this executor: auto's decision, or who set it
 
