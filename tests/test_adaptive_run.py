@@ -158,13 +158,15 @@ def test_an_adaptive_study_killed_mid_run_resumes_to_the_same_decisions(tmp_path
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline:
             time.sleep(0.2)
-            try:
-                runs = Store.open(db).runs("killed")
-            except ps.StoreError:  # no database or study yet
+            try:  # one open per look: the child writes meanwhile (a lock, no study yet)
+                with Store.open(db) as store:
+                    runs = store.runs("killed")
+                    done = [r for r in runs if r["status"] == "done"]
+                    running = [r for r in runs if r["status"] == "running"]
+                    going = len(done) >= 3 and running and store.epochs(running[0]["run_id"])
+            except ps.StoreError:
                 continue
-            done = [r for r in runs if r["status"] == "done"]
-            running = [r for r in runs if r["status"] == "running"]
-            if len(done) >= 3 and running and Store.open(db).epochs(running[0]["run_id"]):
+            if going:
                 break
         else:
             pytest.fail("the child study never got going")
