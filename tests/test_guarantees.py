@@ -242,7 +242,8 @@ def test_a_worker_that_lost_its_claim_stops_the_run_and_writes_nothing_more(tmp_
     first, second = (run["run_id"] for run in store.runs(study.name))
     assert taken[0]["run_id"] == first
     assert events == [("start", first), ("lost", first), ("start", second), ("end", second)]
-    assert counts == {"done": 1, "running": 1, "pending": 0, "failed": 0, "total": 2}
+    assert counts == {"done": 1, "running": 1, "pending": 0, "failed": 0, "stopped": 0,
+                      "total": 2}  # fmt: skip
     lost = store.run(first)
     assert (lost["status"], lost["worker"]) == ("running", "elsewhere:1")
     assert lost["test_accuracy"] is None

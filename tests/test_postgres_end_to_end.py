@@ -109,7 +109,8 @@ def test_a_study_on_postgresql_survives_a_kill_and_reports(tmp_path, postgres_ur
     with Store.open(url) as store:
         runs = store.runs(STUDY)
         assert store.status_counts(STUDY) == {"done": NUM_RUNS, "running": 0, "pending": 0,
-                                              "failed": 0, "total": NUM_RUNS}  # fmt: skip
+                                              "failed": 0, "stopped": 0,
+                                              "total": NUM_RUNS}  # fmt: skip
         assert len({run["run_id"] for run in runs}) == NUM_RUNS
         for run in runs:  # every run trained to the end exactly once
             assert [epoch["epoch"] for epoch in store.epochs(run["run_id"])] == [1, 2]

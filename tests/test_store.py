@@ -129,7 +129,7 @@ def test_add_runs_is_idempotent_and_studies_share_identical_runs(store):
     again = store.add_runs("s", specs)
     assert (again.new, again.existing, again.run_ids) == (0, 4, first.run_ids)
     assert store.status_counts("s") == {
-        "done": 0, "running": 0, "pending": 4, "failed": 0, "total": 4
+        "done": 0, "running": 0, "pending": 4, "failed": 0, "stopped": 0, "total": 4
     }  # fmt: skip
 
     assert store.add_study("t", {"budgets": [30_000]}) is True
@@ -259,7 +259,7 @@ def test_status_transitions(store):
     assert store.release(ids[0]) is False  # a done run stays done
     assert store.run(third["run_id"])["worker"] is None
     assert store.status_counts("s") == {
-        "done": 1, "running": 0, "pending": 1, "failed": 1, "total": 3
+        "done": 1, "running": 0, "pending": 1, "failed": 1, "stopped": 0, "total": 3
     }  # fmt: skip
     assert store.runs("s", status="failed")[0]["reason"] == "diverged"
 

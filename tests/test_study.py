@@ -54,7 +54,7 @@ def test_a_study_runs_once_and_a_rerun_redoes_nothing(tmp_path, small_digits):
     study = _study()
     specs, infeasible = expand_study(study, small_digits)
     counts = run_study(store, study, datasets=small_digits)
-    assert counts == {"done": len(specs), "running": 0, "pending": 0, "failed": 0,
+    assert counts == {"done": len(specs), "running": 0, "pending": 0, "failed": 0, "stopped": 0,
                       "total": len(specs)}  # fmt: skip
     finished = {run["run_id"]: run["finished_at"] for run in store.runs("tiny")}
     assert run_study(store, study, datasets=small_digits)["done"] == len(specs)
@@ -255,7 +255,7 @@ def test_a_study_killed_mid_run_resumes_to_completion(tmp_path):
     store = Store.open(db)
     runs = store.runs("killed")
     assert store.status_counts("killed") == {"done": 4, "running": 0, "pending": 0,
-                                             "failed": 0, "total": 4}  # fmt: skip
+                                             "failed": 0, "stopped": 0, "total": 4}  # fmt: skip
     assert len({r["run_id"] for r in runs}) == len(runs) == 4
     for run_id, run in before.items():  # finished runs were not redone
         after = store.run(run_id)

@@ -36,7 +36,8 @@ def test_a_study_runs_as_ray_tasks_into_the_same_database(tmp_path, local_ray):
     store = Store.open(tmp_path / "ray.db")
     counts = run_study_on_ray(store, study, small, checkpoint_dir=tmp_path / "checkpoints",
                               artifacts_dir=tmp_path / "artifacts")  # fmt: skip
-    assert counts == {"done": 2, "running": 0, "pending": 0, "failed": 0, "total": 2}
+    assert counts == {"done": 2, "running": 0, "pending": 0, "failed": 0, "stopped": 0,
+                      "total": 2}  # fmt: skip
     for run in store.runs("on-ray"):
         assert 0 <= run["test_accuracy"] <= 1
         assert run["latency_ms_batch1"] > 0 and run["peak_train_memory_bytes"] > 0  # measured

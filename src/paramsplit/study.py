@@ -66,6 +66,10 @@ class StudyDefinition:
 
     `keep_weights`: each finished run keeps the weights of its selected epoch (in the
     folder `run_study` is given, see `paramsplit.artifacts`). Nor does it change the runs.
+
+    `adaptive`: train only what `paramsplit.adaptive` decides the answer needs (budget
+    bisection, sequential seeds, early verdicts); the full grid is still registered, so the
+    policy and `status` can say what was skipped.
     """
 
     name: str
@@ -81,6 +85,7 @@ class StudyDefinition:
     config: TrainConfig = field(default_factory=TrainConfig)
     measure: str = "all"
     keep_weights: bool = True
+    adaptive: bool = False
 
     def __post_init__(self) -> None:
         check_definition(self)  # every field, so that nothing of a bad study is registered
@@ -92,7 +97,10 @@ class StudyDefinition:
         return self.measure
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        values = dataclasses.asdict(self)
+        if not self.adaptive:  # so that studies from before the field keep names and digests
+            del values["adaptive"]
+        return values
 
 
 @dataclass(frozen=True)
@@ -331,16 +339,24 @@ def _work(
 ) -> None:
     """Claim the study's runs one at a time and train each here, until none is left."""
     worker = default_worker()
-    claim = functools.partial(
+    claim: Callable[[], dict[str, Any] | None] = functools.partial(
         store.claim_next, study.name, worker, retry_failed_before=settings.retry_failed_before
     )
+    should_stop: StopCheck | None = None
+    if study.adaptive:  # the policy hands out the runs, and may stop them at a rung
+        from paramsplit.study_adaptive import AdaptiveScheduler
+
+        scheduler = AdaptiveScheduler(store, study.name, worker)
+        claim, should_stop = scheduler.claim, scheduler.should_stop
     while (run := claim()) is not None:
         if on_run is not None:
             on_run("start", run)
         folder = settings.checkpoint_dir
         checkpoint = folder / f"{run['run_id']}.pt" if folder else None
         measure = study.measurement_for(run["spec"]["seed"])
-        held = _execute(store, run, datasets, settings, measure, on_progress, checkpoint)
+        held = _execute(
+            store, run, datasets, settings, measure, on_progress, checkpoint, should_stop
+        )
         if on_run is None:
             continue
         if held:
@@ -357,6 +373,19 @@ def _work_in_worker(
     on_device = {name: data.to(device) for name, data in datasets.items()}
     with Store.open(url) as store:
         _work(store, study, on_device, settings, None, None)
+
+
+# (the claimed run, the epoch it just finished) -> why to stop it there, or None.
+StopCheck = Callable[[dict[str, Any], int], str | None]
+
+
+class StopRun(Exception):
+    """Raised from a run's progress callback to stop it after `epoch` (an adaptive study's
+    early verdict): the run is stored as stopped, with its curve and `reason`."""
+
+    def __init__(self, reason: str, epoch: int) -> None:
+        super().__init__(reason)
+        self.reason, self.epoch = reason, epoch
 
 
 @dataclass(frozen=True)
@@ -407,7 +436,7 @@ def train_run(
             rejected = set_aside(checkpoint)
             notes.append(f"{error}; set aside as {rejected.name}, the run started from epoch 1")
             result = train()
-    except (StoreError, DiskFullError):
+    except (StoreError, DiskFullError, StopRun):
         raise
     except torch.cuda.OutOfMemoryError:
         return Outcome("failed", reason="oom", notes=tuple(notes))
@@ -485,26 +514,35 @@ def _execute(
     measure: str,
     on_progress: ProgressCallback | None,
     checkpoint: Path | None,
+    should_stop: StopCheck | None = None,
 ) -> bool:
     """Train one claimed run here and record how it ended. False if the claim was lost
     meanwhile: another worker has the run now, and this one left it (and its checkpoint)
-    alone. Whatever else stops it (Ctrl-C, SIGTERM, a full disk) gives the run back."""
+    alone. Whatever else stops it (Ctrl-C, SIGTERM, a full disk) gives the run back.
+    `should_stop`, asked after every epoch, stops the run there: it is stored as stopped,
+    and its checkpoint stays, to resume from should the run be wanted after all."""
     spec, claim = run["spec"], Claim.of(run)
 
     def progress(kind: str, done: int, total: int, values: dict[str, float]) -> None:
         if kind == "epoch":  # the curve so far is durable, and the claim is checked and kept
             record = {"epoch": done, "train_loss": values["loss"]}
             store.record_epoch(claim, {**record, "val_accuracy": values["val_accuracy"]})
+            if should_stop is not None and (reason := should_stop(run, done)) is not None:
+                raise StopRun(reason, done)
         if on_progress is not None:
             on_progress(kind, done, total, values)
 
     dataset, device = datasets[spec["dataset"]], torch.device(settings.device)
     try:
-        outcome = train_run(
-            spec, dataset, settings.executor, device, checkpoint, progress, measure,
-            settings.artifacts_dir,
-        )  # fmt: skip
-        record_outcome(store, claim, with_load(outcome, settings.workers), checkpoint)
+        try:
+            outcome = train_run(
+                spec, dataset, settings.executor, device, checkpoint, progress, measure,
+                settings.artifacts_dir,
+            )  # fmt: skip
+        except StopRun as stop:
+            store.stop(claim, stop.reason, epochs_trained=stop.epoch)
+        else:
+            record_outcome(store, claim, with_load(outcome, settings.workers), checkpoint)
     except ClaimLostError:
         return False
     except BaseException:

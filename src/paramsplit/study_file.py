@@ -11,6 +11,7 @@
     grid = {family = "resnet", widths = [16, 24], depths = [26, 38]}   # or as a grid
     measure = "first-seed"    # after each run: all, first-seed, latency or none
     keep_weights = true       # each finished run keeps its weights (for paramsplit export)
+    adaptive = true           # train only what the answer needs (paramsplit.adaptive)
     [train]                   # any TrainConfig field
     epochs = 30
     batch_size = 64
@@ -40,7 +41,7 @@ from paramsplit.study_checks import (
 )
 
 STUDY_KEYS = ("name", "families", "budgets", "singles", "grid", "members", "designs",
-              "datasets", "seeds", "depth", "match", "measure", "keep_weights",
+              "datasets", "seeds", "depth", "match", "measure", "keep_weights", "adaptive",
               "train")  # fmt: skip
 TRAIN_KEYS = tuple(field.name for field in dataclasses.fields(TrainConfig))
 # A study file is a page of TOML; a bigger one is the wrong file (or /dev/zero).
@@ -170,6 +171,7 @@ def load_study_file(path: str | Path) -> StudyDefinition:
         "match": str,
         "measure": _measure,
         "keep_weights": _boolean,
+        "adaptive": _boolean,
     }
     for key, convert in converters.items():
         if key not in data:

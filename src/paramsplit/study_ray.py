@@ -14,6 +14,8 @@ dependency: `pip install 'paramsplit[ray]'`.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -94,9 +96,21 @@ def run_study_on_ray(
     )
     worker = default_worker()
     in_flight: dict[Any, dict[str, Any]] = {}
+    claim_next: Callable[[], dict[str, Any] | None] = functools.partial(
+        store.claim_next, study.name, worker, retry_failed_before=retry_failed_before
+    )
+    if study.adaptive:  # the policy hands out runs; tasks report no epochs: no early stops
+        from paramsplit.study_adaptive import AdaptiveScheduler
+
+        scheduler = AdaptiveScheduler(store, study.name, worker, early=False)
+
+        def claim_adaptive() -> dict[str, Any] | None:
+            return scheduler.claim(wait=not in_flight)  # wait only with nothing to collect
+
+        claim_next = claim_adaptive
     while True:
         while len(in_flight) < capacity:
-            run = store.claim_next(study.name, worker, retry_failed_before=retry_failed_before)
+            run = claim_next()
             if run is None:
                 break
             if on_run is not None:

@@ -53,6 +53,9 @@ class EstStep:
     verdict: str  # a key of STEP_MARKS
     comparison: Comparison | None  # also kept for an unmatched gap, to show its ratio
     gap_reason: str | None = None
+    # A verdict reached without a finished comparison (an adaptive study's early verdict,
+    # `paramsplit.adaptive`): what settled it, shown instead of the ratio.
+    note: str | None = None
 
     @property
     def mark(self) -> str:
@@ -64,7 +67,8 @@ class EstStep:
         budget = f"{format_budget(self.budget_params)}{self.mark}"
         if self.verdict == "gap":
             return f"{budget} ({self.gap_reason})"
-        assert self.comparison is not None
+        if self.comparison is None:
+            return f"{budget} ({self.note})"
         flag = "" if self.comparison.matched else ", unmatched"
         return f"{budget} ({self.comparison.params_ratio:.2f}×{flag})"
 
@@ -74,6 +78,7 @@ class EstStep:
             "budget_params": self.budget_params,
             "verdict": self.verdict,
             "gap_reason": self.gap_reason,
+            "note": self.note,
             "params_ratio": row.params_ratio if row else None,
             "matched": row.matched if row else None,
         }

@@ -16,6 +16,7 @@ from paramsplit.cli.study_commands import DbOption
 from paramsplit.errors import UsageError
 
 if TYPE_CHECKING:
+    from paramsplit.adaptive.answer import AdaptiveAnswer
     from paramsplit.analysis import Analysis
 
 StudyOption = Annotated[
@@ -86,6 +87,18 @@ def _load(
         )  # fmt: skip
 
 
+def _adaptive(db: str, analysis: Analysis) -> AdaptiveAnswer | None:
+    """For an adaptive study, its analysis with the policy's ESTs, and what it saved."""
+    from paramsplit.adaptive.answer import answer_adaptive
+    from paramsplit.adaptive.stored import definition_of, is_adaptive, load_records, load_settings
+
+    with open_store(db, create=False) as store:
+        if not is_adaptive(definition_of(store, analysis.study)):
+            return None
+        records = load_records(store, analysis.study)
+        return answer_adaptive(analysis, records, load_settings(store, analysis.study))
+
+
 def report(
     study: StudyOption = None,
     db: DbOption = "paramsplit.db",
@@ -113,6 +126,9 @@ def report(
         db, study, alpha, require_significance=require_significance, accuracy=accuracy,
         match_tolerance=match_tolerance, matched_only=matched_only,
     )  # fmt: skip
+    adaptive = _adaptive(db, analysis)
+    if adaptive is not None:
+        analysis = adaptive.analysis
     answer = None
     if budget is not None:
         answer = recommend_design(
@@ -124,14 +140,25 @@ def report(
     if html is not None or not as_json:
         from paramsplit.report import write_report
 
-        written = write_report(analysis, Path(html or "report.html"), recommendation=answer)
+        written = write_report(
+            analysis, Path(html or "report.html"), recommendation=answer,
+            adaptive=adaptive.saving if adaptive else None,
+        )  # fmt: skip
     if as_json:
         data = analysis.to_dict()
         data["recommendation"] = answer.to_dict() if answer else None
+        if adaptive is not None:
+            data["adaptive"] = adaptive.saving.to_dict()
         files = [str(p) for p in written.paths()] if written else []
         render.print_json(data | {"files": files})
         return
-    render_answer.render_analysis(analysis)
+    pending = "not run yet" if adaptive is None else "skipped by the adaptive policy"
+    render_answer.render_analysis(analysis, pending)
+    if adaptive is not None:
+        from paramsplit.cli.render_adaptive import render_saving
+
+        render.console.print("[bold]Adaptive study[/]: ESTs over the budgets the policy settled")
+        render_saving(adaptive.saving)
     if answer is not None:
         render_answer.render_recommendation(answer, analysis.accuracy)
     if written is not None:
@@ -174,7 +201,7 @@ def recommend(
     """The best measured design for a budget, your constraints and objective."""
     from paramsplit.analysis import Constraints
     from paramsplit.analysis import recommend as recommend_design
-    from paramsplit.specs import parse_budget
+    from paramsplit.specs import format_budget, parse_budget
     from paramsplit.units import parse_bytes, parse_duration_s
 
     if min_accuracy is not None and not 0 <= min_accuracy <= 100:
@@ -200,6 +227,15 @@ def recommend(
         )
         return
     render_answer.render_recommendation(answer, analysis.accuracy)
+    adaptive = _adaptive(db, analysis)
+    if adaptive is not None and answer.measured_budget not in adaptive.decision.questions.values():
+        render.console.print(
+            "  note: an adaptive study measures every design with every seed only at its "
+            "question budget ("
+            + ", ".join(format_budget(b) for b in adaptive.decision.questions.values())
+            + "); elsewhere some designs or seeds were skipped",
+            style="yellow",
+        )
     if not answer.exact_budget and designs:
         first = designs[0]
         render.console.print(

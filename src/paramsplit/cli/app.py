@@ -18,6 +18,7 @@ from paramsplit.cli.options import (
     JsonFlag,
     reports_errors,
 )
+from paramsplit.cli.replay_command import replay
 from paramsplit.cli.study_commands import run, status
 from paramsplit.cli.train_command import train
 
@@ -152,3 +153,4 @@ app.command()(reports_errors(recommend))
 app.command()(reports_errors(demo))
 app.command()(reports_errors(measure))
 app.command()(reports_errors(export))
+app.command()(reports_errors(replay))

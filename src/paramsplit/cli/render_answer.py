@@ -190,11 +190,12 @@ def render_comparisons(analysis: Analysis) -> None:
         console.print(f"  note: {escape(note)}", style="yellow")
 
 
-def render_analysis(analysis: Analysis) -> None:
-    """The plain-text summary of a study: counts, designs, win table, ESTs."""
+def render_analysis(analysis: Analysis, pending: str = "not run yet") -> None:
+    """The plain-text summary of a study: counts, designs, win table, ESTs. `pending` says
+    what the runs neither done nor failed are (an adaptive study's: skipped or stopped)."""
     console.print(
         f"[bold]{escape(analysis.study)}[/]: {analysis.num_done} runs done, "
-        f"{len(analysis.failed)} failed, {analysis.num_pending} not run yet; test accuracy: "
+        f"{len(analysis.failed)} failed, {analysis.num_pending} {pending}; test accuracy: "
         f"{ACCURACY_NAMES[analysis.accuracy]} (--accuracy {analysis.accuracy})"
     )
     for record in analysis.failed:

@@ -105,6 +105,14 @@ def run(
             "paramsplit-artifacts for a database server)."
         ),
     ] = None,
+    adaptive: Annotated[
+        bool,
+        typer.Option(
+            "--adaptive",
+            help="Train only what the answer needs: budget bisection, 2 seeds where they "
+            "settle the verdict, early verdicts at ¼ and ½ of the epochs (paramsplit replay).",
+        ),
+    ] = False,
 ) -> None:
     """Run a study: every design × budget × dataset × seed, resumable, into the database."""
     from paramsplit.artifacts import artifacts_dir_for
@@ -136,6 +144,7 @@ def run(
                 family=family, budgets=budgets, singles=singles, members=members,
                 designs=designs, dataset=dataset, seeds=seeds, depth=depth, match=match,
                 name=name, config=_train_config(epochs, batch_size, lr, label_smoothing),
+                adaptive=adaptive,
             )  # fmt: skip
         else:
             study = load_study_file(study_file)
@@ -143,6 +152,8 @@ def run(
             study = dataclasses.replace(study, measure=measure)
         if keep_weights is not None:
             study = dataclasses.replace(study, keep_weights=keep_weights)
+        if adaptive:
+            study = dataclasses.replace(study, adaptive=True)
         device = resolve_device()
         # Ray's tasks train on a GPU of their own where they are given one.
         runs_on = ("cuda" if gpus_per_run > 0 else "cpu") if executor == "ray" else device
@@ -174,7 +185,30 @@ def run(
                     checkpoint_dir=checkpoint_dir_for(db), register=False, workers=workers,
                     threads=threads, artifacts_dir=kept_in,
                 )  # fmt: skip
+        if study.adaptive:
+            _render_adaptive(store, study.name, counts)
+            return
     render.render_status(study.name, counts, None)
+
+
+def _render_adaptive(store: Any, study: str, counts: dict[str, int], as_json: bool = False) -> None:
+    """What the policy of an adaptive study decided, what remains, what it spent."""
+    from paramsplit.adaptive import decide
+    from paramsplit.adaptive.answer import saving
+    from paramsplit.adaptive.stored import load_records, load_settings
+    from paramsplit.cli.render_adaptive import render_adaptive_status
+
+    settings, records = load_settings(store, study), load_records(store, study)
+    decision = decide(settings, records)
+    spent = saving(settings, records, decision)
+    if as_json:
+        render.print_json(
+            {**counts, "study": study, "adaptive": True, "finished": decision.finished,
+             "wanted": list(decision.want), "comparisons": [p.to_dict() for p in decision.pairs],
+             "saving": spent.to_dict()}
+        )  # fmt: skip
+    else:
+        render_adaptive_status(study, decision, spent, counts)
 
 
 # The flag that sets each study field, for errors about a study given by flags.
@@ -197,7 +231,7 @@ def _train_config(epochs: int, batch_size: int, lr: float, label_smoothing: floa
 def _study_from_flags(
     *, family: str, budgets: str, singles: str | None, members: str, designs: str,
     dataset: str, seeds: int, depth: int | None, match: str, name: str | None,
-    config: TrainConfig,
+    config: TrainConfig, adaptive: bool = False,
 ) -> StudyDefinition:  # fmt: skip
     """The study the design flags describe; named from a hash of itself unless `name`."""
     from paramsplit.specs import parse_arch, parse_budget, parse_members
@@ -222,6 +256,7 @@ def _study_from_flags(
         depth=depth,
         match=match,
         config=config,
+        adaptive=adaptive,  # hashed into the name only when true: an adaptive study is another
     )
     if name:
         return study
@@ -247,10 +282,18 @@ def status(
     db: DbOption = "paramsplit.db",
     as_json: JsonFlag = False,
 ) -> None:
-    """What is done, running, failed and left in a study; an ETA from finished runs."""
+    """What is done, running, failed and left in a study; an ETA from finished runs. For an
+    adaptive study, what its policy decided at every budget and what remains."""
+    from paramsplit.adaptive.stored import definition_of, is_adaptive
+
     with open_store(db, create=False) as store:
         counts = store.status_counts(study)
         eta_s = store.eta_s(study)
+        studies = [row["name"] for row in store.studies()]
+        name = study or (studies[0] if len(studies) == 1 else None)
+        if name is not None and is_adaptive(definition_of(store, name)):
+            _render_adaptive(store, name, store.status_counts(name), as_json=as_json)
+            return
     if as_json:
         render.print_json({**counts, "study": study, "eta_s": eta_s})
     else:

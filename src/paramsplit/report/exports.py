@@ -14,6 +14,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from paramsplit.adaptive.answer import Saving
 from paramsplit.analysis import Analysis, DesignSummary, Recommendation, Stat
 from paramsplit.errors import ReportError
 from paramsplit.report.figures import render_figures
@@ -76,20 +77,28 @@ def csv_text(rows: Iterable[Mapping[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def report_data(analysis: Analysis, recommendation: Recommendation | None) -> dict[str, Any]:
-    """What analysis.json holds: the whole analysis, and the recommendation if one was asked."""
+def report_data(
+    analysis: Analysis, recommendation: Recommendation | None, adaptive: Saving | None = None
+) -> dict[str, Any]:
+    """What analysis.json holds: the whole analysis, the recommendation if one was asked,
+    and for an adaptive study what it skipped and spent."""
     answer = recommendation.to_dict() if recommendation else None
-    return analysis.to_dict() | {"recommendation": answer}
+    saved = {"adaptive": adaptive.to_dict()} if adaptive is not None else {}
+    return analysis.to_dict() | {"recommendation": answer} | saved
 
 
 def write_report(
-    analysis: Analysis, out_path: Path | str, recommendation: Recommendation | None = None
+    analysis: Analysis,
+    out_path: Path | str,
+    recommendation: Recommendation | None = None,
+    adaptive: Saving | None = None,
 ) -> ReportFiles:
-    """Write `out_path` and its `<stem>_files/` folder; refuse if either cannot be written."""
+    """Write `out_path` and its `<stem>_files/` folder; refuse if either cannot be written.
+    `adaptive`: what an adaptive study skipped and spent (`paramsplit.adaptive.answer`)."""
     out_path = Path(out_path)
     folder = out_path.with_name(f"{out_path.stem}_files")
     figures = render_figures(analysis)
-    page = render_html(analysis, recommendation, figures)
+    page = render_html(analysis, recommendation, figures, adaptive)
     tables = {
         "designs.csv": csv_text(design_row(d, analysis.on_front(d)) for d in analysis.designs),
         "comparisons.csv": csv_text(flatten(c.to_dict()) for c in analysis.comparisons),
@@ -99,7 +108,7 @@ def write_report(
             for s in analysis.switchovers
         ),
     }
-    data = json.dumps(report_data(analysis, recommendation), indent=2, ensure_ascii=False)
+    data = json.dumps(report_data(analysis, recommendation, adaptive), indent=2, ensure_ascii=False)
     try:
         folder.mkdir(parents=True, exist_ok=True)
         for figure in figures:

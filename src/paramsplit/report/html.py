@@ -11,10 +11,12 @@ import html
 from importlib import resources
 
 from paramsplit import __version__
+from paramsplit.adaptive.answer import Saving
 from paramsplit.analysis import Analysis, Constraints, Recommendation
 from paramsplit.analysis.matching import tolerance_text
 from paramsplit.analysis.recommend import MEMORY_EXECUTIONS
 from paramsplit.analysis.records import ACCURACY_NAMES
+from paramsplit.report.adaptive import adaptive_html
 from paramsplit.report.figures import ReportFigure, render_figures
 from paramsplit.report.tables import (
     Table,
@@ -225,8 +227,9 @@ def render_html(
     analysis: Analysis,
     recommendation: Recommendation | None = None,
     figures: list[ReportFigure] | None = None,
+    adaptive: Saving | None = None,
 ) -> str:
-    """The whole report as one HTML document."""
+    """The whole report as one HTML document; `adaptive`: what an adaptive study saved."""
     figures = render_figures(analysis) if figures is None else figures
     failed = table_html(failed_table(analysis)) if analysis.failed else "<p>No run failed.</p>"
     comparisons = (
@@ -241,6 +244,8 @@ def render_html(
         _meta_html(analysis),
         _section("The answer", "answer", _answer_html(analysis) + switchovers
                  + (recommendation_html(recommendation) if recommendation else "")),
+        *([_section("Adaptive study: what was skipped, and why", "adaptive",
+                    adaptive_html(adaptive))] if adaptive is not None else []),
         _section("Figures", "figures", "".join(figure_html(f) for f in figures)),
         _section("Designs", "designs-section", table_html(designs_table(analysis))),
         _section("Ensembles against the single network", "comparisons-section", comparisons),

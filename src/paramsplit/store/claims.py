@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -68,9 +68,13 @@ def pick(
     now: datetime,
     stale_after_s: float,
     retry_failed_before: datetime | None,
+    only: Collection[str] | None = None,
 ) -> tuple[str, str, str | None] | None:
-    """The run to claim, locked where the database can (FOR UPDATE SKIP LOCKED)."""
+    """The run to claim, locked where the database can (FOR UPDATE SKIP LOCKED). With
+    `only` (an adaptive study's wanted runs), just those, in that order, stopped ones too."""
     runs = schema.runs
+    if only is not None:
+        return _pick_only(connection, study, now, stale_after_s, list(only))
     running = connection.execute(
         _candidates(study, runs.c.status == "running").with_only_columns(
             runs.c.run_id, runs.c.worker, runs.c.heartbeat_at, runs.c.claimed_at
@@ -92,6 +96,33 @@ def pick(
         failed_earlier = runs.c.finished_at < retry_failed_before
         locked = _lock_first(connection, study, runs.c.status == "failed", failed_earlier)
     return locked
+
+
+def _pick_only(
+    connection: Connection, study: str, now: datetime, stale_after_s: float, only: list[str]
+) -> tuple[str, str, str | None] | None:
+    """The first of `only` that is pending or stopped, or running under a stale claim."""
+    runs = schema.runs
+    found = connection.execute(
+        select(runs.c.run_id, runs.c.status, runs.c.worker, runs.c.heartbeat_at,
+               runs.c.claimed_at).where(runs.c.run_id.in_(only))
+    ).all()  # fmt: skip
+    cutoff = now - timedelta(seconds=stale_after_s)
+    by_id = {row.run_id: row for row in found}
+    for run_id in only:
+        row = by_id.get(run_id)
+        if row is None:
+            continue
+        last_seen = row.heartbeat_at or row.claimed_at
+        stale = row.status == "running" and (
+            last_seen is None or last_seen < cutoff or is_dead_here(row.worker)
+        )
+        if row.status in ("pending", "stopped") or stale:
+            locked = _lock_first(connection, study, runs.c.run_id == run_id,
+                                 runs.c.status == row.status)  # fmt: skip
+            if locked is not None:
+                return locked
+    return None
 
 
 def _candidates(study: str, *where: ColumnElement[bool]) -> Select[Any]:

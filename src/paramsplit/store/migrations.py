@@ -104,10 +104,17 @@ def _exact_memory(connection: Connection) -> None:
     )
 
 
+def _stopped_status(connection: Connection) -> None:
+    """5 -> 6: runs may be `stopped` (`Store.stop`). `status` is free text, so no table
+    changes; the version keeps an older paramsplit, which would count such a run as
+    neither done nor left, from opening the database."""
+
+
 # From version N to N + 1.
 STEPS: dict[int, Callable[[Connection], None]] = {
     1: _links_per_budget,
     2: _measurements_table,
     3: _weights_columns,
     4: _exact_memory,
+    5: _stopped_status,
 }

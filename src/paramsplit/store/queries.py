@@ -55,6 +55,20 @@ def epochs(connection: Connection, run_id: str) -> list[dict[str, Any]]:
     return [dict(row._mapping) for row in connection.execute(statement)]
 
 
+def curves(connection: Connection, study: str) -> dict[str, list[dict[str, Any]]]:
+    """Every epoch of every run of `study`, by run id, in order: one query."""
+    table, asked = schema.epochs, runs_of(study)
+    statement = (
+        select(table)
+        .join(asked, asked.c.run_id == table.c.run_id)
+        .order_by(table.c.run_id, table.c.epoch)
+    )
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in connection.execute(statement):
+        found.setdefault(row.run_id, []).append(dict(row._mapping))
+    return found
+
+
 def studies(connection: Connection) -> list[dict[str, Any]]:
     table, links = schema.studies, schema.study_runs
     total = (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -160,6 +160,7 @@ class Store:
         *,
         stale_after_s: float = STALE_AFTER_S,
         retry_failed_before: datetime | None = None,
+        only: Collection[str] | None = None,
     ) -> dict[str, Any] | None:
         """Claim the study's next run for `worker` and return it (`run["spec"]` is what to
         train), or None when nothing is left to claim.
@@ -169,13 +170,17 @@ class Store:
         then a pending run; then, with `retry_failed_before`, a run that failed before that
         time. Pass the time the retrying began: a run that fails again then fails after it
         and is not claimed again, so a run that always fails is retried once, not forever.
-        In one transaction, so concurrent workers never claim the same run.
+        With `only` (an adaptive study's wanted runs, in order), the first of those that is
+        pending, stopped (it resumes) or stale instead. In one transaction, so concurrent
+        workers never claim the same run.
         """
         for _ in range(_CLAIM_TRIES):
             now = _now()
             with self._writing() as connection:
                 self._require_study(connection, study)
-                found = claims.pick(connection, study, now, stale_after_s, retry_failed_before)
+                found = claims.pick(
+                    connection, study, now, stale_after_s, retry_failed_before, only
+                )
                 if found is None:
                     return None
                 run_id, status, previous_worker = found
@@ -264,6 +269,17 @@ class Store:
                 connection, run, status="failed", reason=reason, finished_at=_now(), metrics=metrics
             )
 
+    def stop(self, run: RunRef, reason: str, *, epochs_trained: int | None = None) -> None:
+        """Mark a run stopped before its last epoch (an adaptive study's early verdict): its
+        curve stays, `reason` says why; it is neither done nor failed, and can resume."""
+        if not isinstance(reason, str) or not reason.strip():
+            raise StoreError(f"a stopped run needs a reason, got {reason!r}")
+        with self._writing() as connection:
+            self._update_run(
+                connection, run, status="stopped", reason=reason, finished_at=_now(),
+                epochs_trained=epochs_trained,
+            )  # fmt: skip
+
     def release(self, run: RunRef) -> bool:
         """Give a running run back (e.g. on Ctrl-C): it is pending again, and its epochs stay
         for the resume. False if it was not running (under this claim, given one)."""
@@ -280,7 +296,7 @@ class Store:
     # -- reading ---------------------------------------------------------------------------
 
     def status_counts(self, study: str | None = None) -> dict[str, int]:
-        """Runs per status: `done`, `running`, `pending`, `failed` and `total`."""
+        """Runs per status: `done`, `running`, `pending`, `failed`, `stopped` and `total`."""
         with database.read_transaction(self._engine) as connection:
             if study is not None:
                 self._require_study(connection, study)
@@ -307,6 +323,13 @@ class Store:
         with database.read_transaction(self._engine) as connection:
             self._require_run(connection, run_id)
             return queries.epochs(connection, run_id)
+
+    def curves(self, study: str) -> dict[str, list[dict[str, Any]]]:
+        """Every run's curve in `study` at once (as `epochs` gives one), by run id; runs
+        without an epoch yet are absent."""
+        with database.read_transaction(self._engine) as connection:
+            self._require_study(connection, study)
+            return queries.curves(connection, study)
 
     def studies(self) -> list[dict[str, Any]]:
         """Every study: `name`, `definition`, `created_at`, `updated_at`, `total` runs."""

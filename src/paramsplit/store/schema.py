@@ -34,9 +34,10 @@ from sqlalchemy import (
 # 4: `runs` gets `WEIGHTS_COLUMNS`, where each run's kept weights are and their hash.
 # 5: memory is the exact count of live tensors (`memory_method`), fused and loop; the
 #    resident-set figures of versions 1-4 leave the columns (they stay in `metrics`).
-SCHEMA_VERSION = 5
+# 6: a run may be `stopped` (an adaptive study's early verdict: curve kept, reason given).
+SCHEMA_VERSION = 6
 
-STATUSES = ("pending", "running", "done", "failed")
+STATUSES = ("pending", "running", "done", "failed", "stopped")
 
 
 class UtcDateTime(TypeDecorator[datetime]):
