@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import paramsplit as ps
-import paramsplit.study as study_module
+import paramsplit.study.training as study_training
 from paramsplit.cli.study_commands import split_budgets
 from paramsplit.data import load_dataset
 from paramsplit.specs import TrainConfig
@@ -27,7 +27,7 @@ from paramsplit.study import (
     run_study,
     train_run,
 )
-from paramsplit.study_file import load_study_file
+from paramsplit.study.file import load_study_file
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_an_erroring_run_is_recorded_with_its_reason(tmp_path, small_digits, mon
     def fail(*args, **kwargs):
         raise RuntimeError("the training step broke")
 
-    monkeypatch.setattr(study_module, "train_design", fail)
+    monkeypatch.setattr(study_training, "train_design", fail)
     store = Store.open(tmp_path / "study.db")
     study = _study(budgets=(5_000,), designs=("single", "deq"))
     counts = run_study(store, study, datasets=small_digits)
@@ -146,7 +146,7 @@ def test_a_failed_measurement_keeps_the_trained_result(tmp_path, small_digits, m
     def broken_timer(*args, **kwargs):
         raise RuntimeError("no timer here")
 
-    monkeypatch.setattr("paramsplit.study.measure_design", broken_timer)
+    monkeypatch.setattr("paramsplit.measure.design.measure_design", broken_timer)
     store = Store.open(tmp_path / "study.db")
     study = _study(budgets=(5_000,), designs=("single",), measure="latency")
     assert run_study(store, study, datasets=small_digits)["done"] == 1

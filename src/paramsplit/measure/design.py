@@ -5,9 +5,10 @@ Latency is described in `paramsplit.measure.latency`, memory in `paramsplit.meas
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -23,6 +24,11 @@ from paramsplit.measure.latency import (
 from paramsplit.measure.memory import count_design_memory
 from paramsplit.specs import InputSpec
 from paramsplit.train.executors import Executor
+from paramsplit.train.loop import restore_executor
+
+if TYPE_CHECKING:
+    from paramsplit.data import DatasetTensors
+    from paramsplit.train.records import TrainResult
 
 
 def weights_bytes(executor: Executor) -> int:
@@ -148,3 +154,20 @@ def measure_design(
         inference_batch_size=inference_batch_size,
         **counted,
     )
+
+
+def measure_run(
+    result: TrainResult, dataset: DatasetTensors, device: torch.device, *, memory: bool
+) -> dict[str, Any]:
+    """Latency, throughput and (with `memory`) peak memory of a trained run, as result keys.
+
+    A measurement that fails is noted under `measure_error`, not raised: the trained result
+    must reach the database either way.
+    """
+    began = time.perf_counter()
+    try:
+        executor = restore_executor(result, device)
+        measured = measure_design(executor, dataset.input_spec(), device, memory=memory)
+    except Exception as error:
+        return {"measure_error": f"{type(error).__name__}: {error}"}
+    return {**measured.to_dict(), "measure_time_s": time.perf_counter() - began}

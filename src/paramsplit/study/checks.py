@@ -35,7 +35,7 @@ from paramsplit.specs import (
 from paramsplit.train import check_executor_name
 
 if TYPE_CHECKING:
-    from paramsplit.study import Infeasible, StudyDefinition
+    from paramsplit.study.definition import Infeasible, StudyDefinition
 
 # What to measure after training. Peak memory does not depend on the seed, and on CPU costs
 # a child process per figure, so `first-seed` measures it for each design's lowest seed only.
