@@ -40,9 +40,9 @@ _EXPORTS = {
     "build_model": "paramsplit.models",
     "merge_members": "paramsplit.models",
     "split_members": "paramsplit.models",
-    "count_params": "paramsplit.accounting",
-    "profile_arch": "paramsplit.accounting",
-    "describe": "paramsplit.accounting",
+    "count_params": "paramsplit.planner.accounting",
+    "profile_arch": "paramsplit.planner.accounting",
+    "describe": "paramsplit.planner.accounting",
     # data and training
     "load_dataset": "paramsplit.data",
     "DatasetTensors": "paramsplit.data",

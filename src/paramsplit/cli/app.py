@@ -67,8 +67,8 @@ def describe(
     as_json: JsonFlag = False,
 ) -> None:
     """Exact parameters, FLOPs and memory (training step and inference) of one network."""
-    from paramsplit.accounting import describe as describe_arch
     from paramsplit.measure.memory import count_design_memory
+    from paramsplit.planner.accounting import describe as describe_arch
     from paramsplit.specs import TrainConfig, parse_input
 
     input_spec = parse_input(input_shape, classes)

@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from paramsplit.accounting import profile_arch
 from paramsplit.errors import ConfigError, InputShapeError
 from paramsplit.measure.latency import (
     DEFAULT_BATCH_SIZES,
@@ -22,6 +21,7 @@ from paramsplit.measure.latency import (
     measure_inference_side_by_side,
 )
 from paramsplit.measure.memory import count_design_memory
+from paramsplit.planner.accounting import profile_arch
 from paramsplit.specs import InputSpec
 from paramsplit.train.executors import Executor
 from paramsplit.train.loop import restore_executor
@@ -59,7 +59,7 @@ class MeasureResult:
     (`paramsplit.measure.memory`): `peak_*` for all k members at once (fused), `loop_*` for
     one member at a time; `memory` holds both with their breakdown by category. All None
     when memory was not measured. FLOPs count one forward pass of every member, 2 per
-    multiply-accumulate (`paramsplit.accounting.profile_arch` × k).
+    multiply-accumulate (`paramsplit.planner.accounting.profile_arch` × k).
     """
 
     member: str

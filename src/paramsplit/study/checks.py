@@ -18,10 +18,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from paramsplit.accounting import count_params
 from paramsplit.errors import BudgetError, ConfigError, ParamSplitError, StudyError, UsageError
 from paramsplit.families import get_family
 from paramsplit.planner import MatchRule
+from paramsplit.planner.accounting import count_params
 from paramsplit.specs import (
     DESIGN_CLASSES,
     MAX_BUDGET_PARAMS,

@@ -13,10 +13,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from paramsplit.accounting import count_params
 from paramsplit.data import DatasetTensors
 from paramsplit.errors import ParamSplitError
 from paramsplit.planner import PlannedDesign, plan_budget, plan_single
+from paramsplit.planner.accounting import count_params
 from paramsplit.specs import DESIGN_CLASSES, InputSpec, TrainConfig, parse_arch
 from paramsplit.store import Store
 from paramsplit.study.checks import check_definition, no_runs
