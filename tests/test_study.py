@@ -15,7 +15,6 @@ import torch
 
 import paramsplit as ps
 import paramsplit.study.training as study_training
-from paramsplit.cli.study_commands import split_budgets
 from paramsplit.data import load_dataset
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store, default_worker
@@ -182,12 +181,6 @@ def test_two_workers_finish_a_study_and_do_each_run_once(database, small_digits)
 def test_workers_must_be_at_least_one(tmp_path, small_digits):
     with pytest.raises(ps.UsageError, match="workers must be >= 1, got 0"):
         run_study(Store.open(tmp_path / "study.db"), _study(), datasets=small_digits, workers=0)
-
-
-def test_budget_lists_keep_thousands_separators():
-    assert split_budgets("100k,300k,1M") == ["100k", "300k", "1M"]
-    assert split_budgets("1,000,000,2M") == ["1,000,000", "2M"]
-    assert split_budgets("25000, 50000") == ["25000", "50000"]
 
 
 # A study in a child process: small digits, 3 epochs a run, checkpoints beside the database.

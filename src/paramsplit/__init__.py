@@ -31,9 +31,9 @@ _EXPORTS = {
     "parse_arch": "paramsplit.specs",
     "parse_design": "paramsplit.specs",
     "parse_input": "paramsplit.specs",
-    "parse_budget": "paramsplit.specs",
-    "format_budget": "paramsplit.specs",
-    "parse_members": "paramsplit.specs",
+    "parse_budget": "paramsplit.quantities",
+    "format_budget": "paramsplit.quantities",
+    "parse_members": "paramsplit.quantities",
     "MATCH_TOLERANCE": "paramsplit.specs",
     "is_matched": "paramsplit.specs",
     # models and accounting

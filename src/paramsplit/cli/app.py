@@ -115,7 +115,8 @@ def plan(
     single network's exact parameter count |S|."""
     from paramsplit.planner import plan as plan_designs
     from paramsplit.planner import plan_warnings
-    from paramsplit.specs import check_depth, parse_input, parse_tolerance
+    from paramsplit.quantities import parse_tolerance
+    from paramsplit.specs import check_depth, parse_input
 
     if depth is not None:
         check_depth(depth)

@@ -27,8 +27,8 @@ def demo(
     """Run the built-in study on the offline digits set, then print and write its answer."""
     from paramsplit.analysis import analyse_store, recommend
     from paramsplit.data import load_dataset
+    from paramsplit.quantities import format_budget
     from paramsplit.report import write_report
-    from paramsplit.specs import format_budget
     from paramsplit.study import checkpoint_dir_for, register_study, run_study
     from paramsplit.study import demo as settings
     from paramsplit.study.artifacts import artifacts_dir_for

@@ -22,18 +22,6 @@ if TYPE_CHECKING:  # type names only: `status` must not import torch
 DbOption = Annotated[str, typer.Option("--db", help="SQLite path or SQLAlchemy URL.")]
 
 
-def split_budgets(text: str) -> list[str]:
-    """'100k,300k,1M' -> three budgets; a 3-digit group continues a thousands-separated
-    number, so '1,000,000,2M' is 1,000,000 and 2M."""
-    parts: list[str] = []
-    for token in text.replace(" ", "").split(","):
-        if parts and len(token) == 3 and token.isdigit() and parts[-1][-1].isdigit():
-            parts[-1] += "," + token
-        elif token:
-            parts.append(token)
-    return parts
-
-
 def _study_name(definition: dict[str, Any]) -> str:
     # What is measured or kept is not what is studied: `--measure none` resumes the same
     # study, and names derived before those fields existed still find their study.
@@ -234,7 +222,8 @@ def _study_from_flags(
     config: TrainConfig, adaptive: bool = False,
 ) -> StudyDefinition:  # fmt: skip
     """The study the design flags describe; named from a hash of itself unless `name`."""
-    from paramsplit.specs import parse_arch, parse_budget, parse_members
+    from paramsplit.quantities import parse_budget, parse_members, split_budgets
+    from paramsplit.specs import parse_arch
     from paramsplit.study import StudyDefinition
     from paramsplit.study.checks import in_field, seed_range
 

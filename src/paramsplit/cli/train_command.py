@@ -85,7 +85,8 @@ def train(
 
     from paramsplit.data import load_dataset
     from paramsplit.planner import plan_budget
-    from paramsplit.specs import TrainConfig, check_depth, parse_budget
+    from paramsplit.quantities import parse_budget
+    from paramsplit.specs import TrainConfig, check_depth
     from paramsplit.study.checks import MAX_SEED, check_precision
     from paramsplit.train import check_executor_name, resolve_device, train_design
 

@@ -32,17 +32,15 @@ from paramsplit.planner.matching import (
     match_depth,
     match_width,
 )
+from paramsplit.quantities import format_budget, parse_budget, parse_members
 from paramsplit.specs import (
     MATCH_TOLERANCE,
     ArchSpec,
     DesignClass,
     DesignSpec,
     InputSpec,
-    format_budget,
     is_matched,
     parse_arch,
-    parse_budget,
-    parse_members,
 )
 
 __all__ = [

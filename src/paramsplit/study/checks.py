@@ -22,16 +22,8 @@ from paramsplit.errors import BudgetError, ConfigError, ParamSplitError, StudyEr
 from paramsplit.families import get_family
 from paramsplit.planner import MatchRule
 from paramsplit.planner.accounting import count_params
-from paramsplit.specs import (
-    DESIGN_CLASSES,
-    MAX_BUDGET_PARAMS,
-    InputSpec,
-    TrainConfig,
-    check_depth,
-    format_budget,
-    parse_arch,
-    parse_budget,
-)
+from paramsplit.quantities import MAX_BUDGET_PARAMS, format_budget, parse_budget
+from paramsplit.specs import DESIGN_CLASSES, InputSpec, TrainConfig, check_depth, parse_arch
 from paramsplit.train import check_executor_name
 
 if TYPE_CHECKING:

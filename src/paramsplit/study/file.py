@@ -31,7 +31,8 @@ from typing import Any
 
 from paramsplit.errors import ParamSplitError, StudyFileError
 from paramsplit.families import get_family
-from paramsplit.specs import ArchSpec, TrainConfig, check_depth, parse_budget, parse_members
+from paramsplit.quantities import parse_budget, parse_members
+from paramsplit.specs import ArchSpec, TrainConfig, check_depth
 from paramsplit.study.checks import (
     MAX_STUDY_RUNS,
     MEASURE_CHOICES,
