@@ -47,7 +47,7 @@ from paramsplit.measure.counting import (
 from paramsplit.specs import InputSpec, TrainConfig
 from paramsplit.store import Store
 from paramsplit.study import StudyDefinition, run_study
-from paramsplit.study_measure import measure_study
+from paramsplit.study.measuring import measure_study
 from paramsplit.train import make_executor
 from paramsplit.train.executors import Executor
 

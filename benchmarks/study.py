@@ -59,7 +59,7 @@ def overhead(datasets: dict[str, DatasetTensors], epochs: int, with_ray: bool) -
         if with_ray:
             import ray
 
-            from paramsplit.study_ray import run_study_on_ray
+            from paramsplit.study.on_ray import run_study_on_ray
 
             ray.init(num_cpus=1, include_dashboard=False, logging_level="error")
             for label in ("ray (first tasks: workers import torch)", "ray (warm workers)"):

@@ -23,8 +23,8 @@ from paramsplit.errors import StudyFileError
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store
 from paramsplit.study import StudyDefinition, checkpoint_dir_for, register_study, run_study
-from paramsplit.study_adaptive import AdaptiveScheduler
-from paramsplit.study_file import load_study_file
+from paramsplit.study.adaptive import AdaptiveScheduler
+from paramsplit.study.file import load_study_file
 
 
 @pytest.fixture(scope="module")
@@ -227,7 +227,7 @@ def test_replay_refuses_a_study_that_is_not_finished(tmp_path, small_digits):
 @pytest.mark.slow  # starts Ray: ~1 min
 def test_an_adaptive_study_runs_on_ray_to_the_policys_end(tmp_path, small_digits):
     ray = pytest.importorskip("ray")
-    from paramsplit.study_ray import run_study_on_ray
+    from paramsplit.study.on_ray import run_study_on_ray
 
     ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False,
              logging_level="error")  # fmt: skip

@@ -16,12 +16,6 @@ import torch
 from safetensors import safe_open
 from typer.testing import CliRunner
 
-from paramsplit.artifacts import (
-    artifacts_dir_for,
-    load_run_weights,
-    write_atomically,
-    write_run_weights,
-)
 from paramsplit.cli import app
 from paramsplit.data import load_dataset
 from paramsplit.errors import ArtifactError, StudyFileError
@@ -29,7 +23,13 @@ from paramsplit.export import build_ensemble
 from paramsplit.specs import TrainConfig, parse_design
 from paramsplit.store import SCHEMA_VERSION, Store
 from paramsplit.study import StudyDefinition, register_study, run_study
-from paramsplit.study_file import load_study_file
+from paramsplit.study.artifacts import (
+    artifacts_dir_for,
+    load_run_weights,
+    write_atomically,
+    write_run_weights,
+)
+from paramsplit.study.file import load_study_file
 from paramsplit.train import train_design
 
 runner = CliRunner()

@@ -11,7 +11,7 @@ import re
 import pytest
 from typer.testing import CliRunner
 
-import paramsplit.demo as demo_settings
+import paramsplit.study.demo as demo_settings
 from paramsplit.cli import app
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store

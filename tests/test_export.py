@@ -13,7 +13,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from paramsplit.artifacts import artifacts_dir_for
 from paramsplit.cli import app
 from paramsplit.data import load_dataset
 from paramsplit.errors import ArtifactError, UsageError
@@ -29,6 +28,7 @@ from paramsplit.export import formats as formats_module
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store
 from paramsplit.study import StudyDefinition, run_study
+from paramsplit.study.artifacts import artifacts_dir_for
 
 runner = CliRunner()
 

@@ -26,7 +26,7 @@ from paramsplit.measure.side_by_side import RoundSettings, measure_group
 from paramsplit.specs import TrainConfig
 from paramsplit.store import SCHEMA_VERSION, Store, default_worker
 from paramsplit.study import Outcome, StudyDefinition, register_study, run_study, with_load
-from paramsplit.study_measure import budget_groups, measure_study, trained_weights
+from paramsplit.study.measuring import budget_groups, measure_study, trained_weights
 from paramsplit.train.checkpoint import save_checkpoint
 
 DIGITS = ps.parse_input("1x8x8", num_classes=10)

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import paramsplit as ps
-from paramsplit.matching import largest_fitting, stage_width_candidates
+from paramsplit.planner.matching import largest_fitting, stage_width_candidates
 
 DEQ, WEQ, SINGLE = ps.DesignClass.DEQ, ps.DesignClass.WEQ, ps.DesignClass.SINGLE
 MAX_BUDGET = 5_000_000

@@ -14,8 +14,7 @@ import pytest
 import torch
 
 import paramsplit as ps
-import paramsplit.study as study_module
-from paramsplit.cli.study_commands import split_budgets
+import paramsplit.study.training as study_training
 from paramsplit.data import load_dataset
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store, default_worker
@@ -27,7 +26,7 @@ from paramsplit.study import (
     run_study,
     train_run,
 )
-from paramsplit.study_file import load_study_file
+from paramsplit.study.file import load_study_file
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +94,7 @@ def test_an_erroring_run_is_recorded_with_its_reason(tmp_path, small_digits, mon
     def fail(*args, **kwargs):
         raise RuntimeError("the training step broke")
 
-    monkeypatch.setattr(study_module, "train_design", fail)
+    monkeypatch.setattr(study_training, "train_design", fail)
     store = Store.open(tmp_path / "study.db")
     study = _study(budgets=(5_000,), designs=("single", "deq"))
     counts = run_study(store, study, datasets=small_digits)
@@ -146,7 +145,7 @@ def test_a_failed_measurement_keeps_the_trained_result(tmp_path, small_digits, m
     def broken_timer(*args, **kwargs):
         raise RuntimeError("no timer here")
 
-    monkeypatch.setattr("paramsplit.study.measure_design", broken_timer)
+    monkeypatch.setattr("paramsplit.measure.design.measure_design", broken_timer)
     store = Store.open(tmp_path / "study.db")
     study = _study(budgets=(5_000,), designs=("single",), measure="latency")
     assert run_study(store, study, datasets=small_digits)["done"] == 1
@@ -182,12 +181,6 @@ def test_two_workers_finish_a_study_and_do_each_run_once(database, small_digits)
 def test_workers_must_be_at_least_one(tmp_path, small_digits):
     with pytest.raises(ps.UsageError, match="workers must be >= 1, got 0"):
         run_study(Store.open(tmp_path / "study.db"), _study(), datasets=small_digits, workers=0)
-
-
-def test_budget_lists_keep_thousands_separators():
-    assert split_budgets("100k,300k,1M") == ["100k", "300k", "1M"]
-    assert split_budgets("1,000,000,2M") == ["1,000,000", "2M"]
-    assert split_budgets("25000, 50000") == ["25000", "50000"]
 
 
 # A study in a child process: small digits, 3 epochs a run, checkpoints beside the database.

@@ -24,7 +24,7 @@ def local_ray():
 
 
 def test_a_study_runs_as_ray_tasks_into_the_same_database(tmp_path, local_ray):
-    from paramsplit.study_ray import run_study_on_ray
+    from paramsplit.study.on_ray import run_study_on_ray
 
     digits = load_dataset("digits")
     small = {"digits": dataclasses.replace(digits, train_images=digits.train_images[:128],

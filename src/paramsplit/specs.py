@@ -1,7 +1,8 @@
 """Frozen value types and their canonical names.
 
-Names round-trip: `parse_arch(spec.name) == spec`, `parse_budget(format_budget(n)) == n`,
-and `parse_design(d.name, d.design_class) == d` (a name does not say deq or weq).
+Names round-trip: `parse_arch(spec.name) == spec` and
+`parse_design(d.name, d.design_class) == d` (a name does not say deq or weq). Quantities a
+user types (budgets, member counts, tolerances) are parsed in `paramsplit.quantities`.
 """
 
 from __future__ import annotations
@@ -9,10 +10,9 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from decimal import Decimal
 from enum import StrEnum
 
-from paramsplit.errors import BudgetError, ConfigError, InputShapeError, SpecError, UsageError
+from paramsplit.errors import ConfigError, InputShapeError, SpecError
 from paramsplit.families import FamilyInfo, get_family
 
 MIN_SPATIAL = 8  # the smallest input side every family is tested on (8×8 digits)
@@ -21,9 +21,6 @@ MIN_SPATIAL = 8  # the smallest input side every family is tested on (8×8 digit
 MAX_SPATIAL = 1024
 MAX_CHANNELS = 1024
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841
-# Bounds on what a user can ask for, so that a typo fails at once instead of planning for
-# minutes. 1 T parameters are 4 TB of fp32 weights, more than any one machine holds.
-MAX_BUDGET_PARAMS = 10**12
 # The deepest published CIFAR network is ResNet-1202 (He et al. 2016); building one on the
 # meta device takes ~1 s, and the time grows with depth (resnet-60002: over a minute).
 MAX_DEPTH = 1202
@@ -171,23 +168,6 @@ def is_matched(
     return low - 1e-9 <= ratio_to_single <= high + 1e-9
 
 
-def parse_tolerance(text: str) -> tuple[float, float]:
-    """Parse a matching tolerance `LOW,HIGH` of ratios total / |S|, e.g. `0.9,1.0`."""
-    parts = text.replace(" ", "").split(",")
-    try:
-        low, high = (float(part) for part in parts)
-    except ValueError:
-        raise UsageError(
-            f"--match-tolerance must be two ratios LOW,HIGH of total / |S| such as 0.9,1.0, "
-            f"got '{text}'"
-        ) from None
-    if not 0 < low <= 1 <= high:
-        raise UsageError(
-            f"--match-tolerance must satisfy 0 < LOW <= 1 <= HIGH, got '{text}' (e.g. 0.9,1.0)"
-        )
-    return low, high
-
-
 @dataclass(frozen=True)
 class InputSpec:
     """What the network sees: channels × height × width, and how many classes it predicts."""
@@ -284,79 +264,6 @@ def parse_input(text: str, num_classes: int = 10) -> InputSpec:
         raise InputShapeError(f"cannot parse input shape '{text}'; expected CxHxW such as 3x32x32")
     channels, height, width = (int(p) for p in parts)
     return InputSpec(channels, height, width, num_classes)
-
-
-_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "b": 10**9}
-# Digits, optionally grouped by thousands with commas ("1,000,000") or by underscores.
-_BUDGET_PATTERN = re.compile(
-    r"^(?P<number>(?:[0-9]{1,3}(?:,[0-9]{3})+|[0-9]+(?:_[0-9]+)*)(?:\.[0-9]+)?(?:e[+-]?[0-9]+)?)"
-    r"(?P<suffix>[kmgb]?)$"
-)
-
-
-def parse_budget(text: str | int) -> int:
-    """Parse a parameter budget: `1.5M`, `250k`, `2e6`, `1,000,000`, `1_000_000`."""
-    if isinstance(text, bool) or not isinstance(text, int | str):
-        raise BudgetError(f"budget must be a whole number or text such as '1.5M', got {text!r}")
-    if isinstance(text, int):
-        value = text
-    else:
-        cleaned = text.strip().lower().replace(" ", "")
-        match = _BUDGET_PATTERN.match(cleaned)
-        if not match:
-            raise BudgetError(
-                f"cannot parse budget '{text}'; expected a parameter count such as "
-                "'1.5M', '250k', '2e6' or '1,000,000'"
-            )
-        # Decimal, not float: "2.5000005M" must be caught as a fraction, and counts past
-        # 2**53 must stay exact.
-        exact = Decimal(match["number"].replace(",", "").replace("_", ""))
-        # Bounded before any arithmetic: '1e999999999' must not become a billion-digit int.
-        if exact.adjusted() > len(str(MAX_BUDGET_PARAMS)):
-            raise _too_large(text)
-        exact *= _SUFFIXES[match["suffix"]]
-        if exact != exact.to_integral_value():
-            raise BudgetError(f"budget '{text}' is not a whole number of parameters")
-        value = int(exact)
-    if value <= 0:
-        raise BudgetError(f"budget must be a positive number of parameters, got '{text}'")
-    if value > MAX_BUDGET_PARAMS:
-        raise _too_large(text)
-    return value
-
-
-def _too_large(text: str | int) -> BudgetError:
-    return BudgetError(
-        f"budget '{text}' is above the largest supported, {format_budget(MAX_BUDGET_PARAMS)} "
-        "parameters (4 TB of fp32 weights, more than any one machine holds)"
-    )
-
-
-def format_budget(value: int) -> str:
-    """The shortest exact text for a parameter count: 1000000 -> '1M', 272474 -> '272.474k'."""
-    for suffix, scale in (("G", 10**9), ("M", 10**6), ("k", 10**3)):
-        if value >= scale:
-            whole, rest = divmod(value, scale)
-            if rest == 0:
-                return f"{whole}{suffix}"
-            decimals = f"{rest:0{len(str(scale)) - 1}d}".rstrip("0")
-            if len(decimals) <= 3:
-                return f"{whole}.{decimals}{suffix}"
-    return str(value)
-
-
-def parse_members(text: str) -> list[int]:
-    """Parse a list of member counts: `2,4,8`."""
-    try:
-        values = [int(part) for part in text.replace(" ", "").split(",") if part]
-    except ValueError:
-        raise UsageError(f"cannot parse member counts '{text}'; expected e.g. '2,4,8'") from None
-    if not values:
-        raise UsageError("no member counts given; expected e.g. '2,4,8'")
-    bad = [v for v in values if v < 1]
-    if bad:
-        raise SpecError(f"number of members must be >= 1, got {bad[0]}")
-    return sorted(set(values))
 
 
 PRECISIONS = ("fp32", "bf16", "fp16")

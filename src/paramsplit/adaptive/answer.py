@@ -42,7 +42,7 @@ from paramsplit.analysis import (
     summarise,
 )
 from paramsplit.analysis.records import RunRecord
-from paramsplit.specs import format_budget
+from paramsplit.quantities import format_budget
 
 
 def _evidence(grid: Grid, pair: PairKey, decision: Decision) -> list[RunRecord]:

@@ -30,7 +30,7 @@ from paramsplit.adaptive.rungs import (
 from paramsplit.adaptive.seeds import CLEAR_ALPHA, MIN_SEEDS, SeedsVerdict, compare, judge_seeds
 from paramsplit.analysis import DEFAULT_ACCURACY, DEFAULT_ALPHA, DEFAULT_MATCH_TOLERANCE
 from paramsplit.analysis.records import RunRecord
-from paramsplit.specs import format_budget
+from paramsplit.quantities import format_budget
 
 # What a budget of a ladder is to the policy.
 SKIPPED, RUNNING, MEASURED, EARLY, GAP = "skipped", "running", "measured", "early", "gap"

@@ -27,7 +27,7 @@ from paramsplit.adaptive.grid import Grid, GroupKey, PairKey, pair_label
 from paramsplit.adaptive.policy import EARLY, MEASURED, SKIPPED, AdaptiveSettings, Decision, decide
 from paramsplit.analysis import Switchover, analyse, recommend
 from paramsplit.analysis.records import RECORD_FIELDS, RunRecord
-from paramsplit.specs import format_budget
+from paramsplit.quantities import format_budget
 
 _KEPT = ("run_id", "family", "dataset", "design_class", "num_members", "member",
          "budget_params", "total_params", "seed", "ratio", "status", "reason")  # fmt: skip

@@ -9,9 +9,9 @@ and `--matched-only` leaves such comparisons out of the EST.
 from __future__ import annotations
 
 from paramsplit.errors import UsageError
+from paramsplit.quantities import parse_tolerance as parse_match_tolerance
 from paramsplit.specs import MATCH_TOLERANCE as DEFAULT_MATCH_TOLERANCE
 from paramsplit.specs import is_matched
-from paramsplit.specs import parse_tolerance as parse_match_tolerance
 
 # The rule has one home, `paramsplit.specs`, shared with the planner (which flags unmatched
 # rows by it); these names are the analysis's spelling of it.

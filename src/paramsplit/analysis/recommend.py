@@ -36,7 +36,7 @@ from paramsplit.analysis.matching import DEFAULT_MATCH_TOLERANCE, is_matched
 from paramsplit.analysis.records import RunRecord
 from paramsplit.analysis.stats import TIE_TOLERANCE, SeedTest, seed_test
 from paramsplit.errors import UsageError
-from paramsplit.specs import format_budget
+from paramsplit.quantities import format_budget
 
 RECOMMEND_OBJECTIVES = ("accuracy", "train-time", "latency")
 # How the members of an ensemble train, for the memory limit: all at once or one at a time.

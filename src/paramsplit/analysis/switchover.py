@@ -33,7 +33,7 @@ from typing import Any
 from paramsplit.analysis.compare import DEFAULT_ALPHA, Comparison
 from paramsplit.analysis.matching import DEFAULT_MATCH_TOLERANCE, tolerance_text
 from paramsplit.analysis.records import RunRecord
-from paramsplit.specs import format_budget
+from paramsplit.quantities import format_budget
 
 STEP_MARKS = {
     "win": "✓",

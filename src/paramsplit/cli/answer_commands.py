@@ -120,7 +120,7 @@ def report(
 ) -> None:
     """The study's answer: ESTs, designs, the win table, Pareto front; an HTML report."""
     from paramsplit.analysis import recommend as recommend_design
-    from paramsplit.specs import parse_budget
+    from paramsplit.quantities import parse_budget
 
     analysis = _load(
         db, study, alpha, require_significance=require_significance, accuracy=accuracy,
@@ -201,8 +201,7 @@ def recommend(
     """The best measured design for a budget, your constraints and objective."""
     from paramsplit.analysis import Constraints
     from paramsplit.analysis import recommend as recommend_design
-    from paramsplit.specs import format_budget, parse_budget
-    from paramsplit.units import parse_bytes, parse_duration_s
+    from paramsplit.quantities import format_budget, parse_budget, parse_bytes, parse_duration_s
 
     if min_accuracy is not None and not 0 <= min_accuracy <= 100:
         raise UsageError(f"--min-accuracy is a percentage in [0, 100], got {min_accuracy}")

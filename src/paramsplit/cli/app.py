@@ -67,8 +67,8 @@ def describe(
     as_json: JsonFlag = False,
 ) -> None:
     """Exact parameters, FLOPs and memory (training step and inference) of one network."""
-    from paramsplit.accounting import describe as describe_arch
     from paramsplit.measure.memory import count_design_memory
+    from paramsplit.planner.accounting import describe as describe_arch
     from paramsplit.specs import TrainConfig, parse_input
 
     input_spec = parse_input(input_shape, classes)
@@ -115,7 +115,8 @@ def plan(
     single network's exact parameter count |S|."""
     from paramsplit.planner import plan as plan_designs
     from paramsplit.planner import plan_warnings
-    from paramsplit.specs import check_depth, parse_input, parse_tolerance
+    from paramsplit.quantities import parse_tolerance
+    from paramsplit.specs import check_depth, parse_input
 
     if depth is not None:
         check_depth(depth)

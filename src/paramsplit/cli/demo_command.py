@@ -25,13 +25,13 @@ def demo(
     ] = None,
 ) -> None:
     """Run the built-in study on the offline digits set, then print and write its answer."""
-    from paramsplit import demo as settings
     from paramsplit.analysis import analyse_store, recommend
-    from paramsplit.artifacts import artifacts_dir_for
     from paramsplit.data import load_dataset
+    from paramsplit.quantities import format_budget
     from paramsplit.report import write_report
-    from paramsplit.specs import format_budget
     from paramsplit.study import checkpoint_dir_for, register_study, run_study
+    from paramsplit.study import demo as settings
+    from paramsplit.study.artifacts import artifacts_dir_for
 
     workers = workers if workers is not None else min(2, usable_cores())
     check_processes("--workers", workers)

@@ -81,9 +81,8 @@ def export(
 
     from paramsplit.analysis import Constraints
     from paramsplit.export import check_format, export_run, recommended_run
-    from paramsplit.specs import parse_budget
+    from paramsplit.quantities import parse_budget, parse_bytes, parse_duration_s
     from paramsplit.store import Store
-    from paramsplit.units import parse_bytes, parse_duration_s
 
     check_format(format_name)  # a missing extra says so before any work
     if threads is not None:

@@ -19,7 +19,7 @@ from paramsplit.errors import UsageError
 
 if TYPE_CHECKING:  # type names only: importing the CLI must not import torch
     from paramsplit.measure.side_by_side import Measurement
-    from paramsplit.study_measure import MeasureProgress, MeasureSession
+    from paramsplit.study.measuring import MeasureProgress, MeasureSession
 
 
 def parse_batch_sizes(text: str) -> list[int]:
@@ -62,7 +62,7 @@ def measure(
     """
     from paramsplit.measure.side_by_side import RoundSettings
     from paramsplit.study import checkpoint_dir_for
-    from paramsplit.study_measure import measure_study
+    from paramsplit.study.measuring import measure_study
     from paramsplit.train import resolve_device
 
     sizes = parse_batch_sizes(batch)

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from rich.markup import escape
 
 from paramsplit.cli.render import console
-from paramsplit.specs import format_budget
+from paramsplit.quantities import format_budget
 
 if TYPE_CHECKING:  # type names only: rendering must not import torch
     from paramsplit.adaptive import Decision, PairState

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from paramsplit.analysis.records import ACCURACY_NAMES
 from paramsplit.cli.render import console, format_bytes
-from paramsplit.specs import format_budget
+from paramsplit.quantities import format_budget
 
 if TYPE_CHECKING:  # type names only: rendering must not import torch
     from paramsplit.analysis import (

@@ -22,18 +22,6 @@ if TYPE_CHECKING:  # type names only: `status` must not import torch
 DbOption = Annotated[str, typer.Option("--db", help="SQLite path or SQLAlchemy URL.")]
 
 
-def split_budgets(text: str) -> list[str]:
-    """'100k,300k,1M' -> three budgets; a 3-digit group continues a thousands-separated
-    number, so '1,000,000,2M' is 1,000,000 and 2M."""
-    parts: list[str] = []
-    for token in text.replace(" ", "").split(","):
-        if parts and len(token) == 3 and token.isdigit() and parts[-1][-1].isdigit():
-            parts[-1] += "," + token
-        elif token:
-            parts.append(token)
-    return parts
-
-
 def _study_name(definition: dict[str, Any]) -> str:
     # What is measured or kept is not what is studied: `--measure none` resumes the same
     # study, and names derived before those fields existed still find their study.
@@ -115,12 +103,12 @@ def run(
     ] = False,
 ) -> None:
     """Run a study: every design × budget × dataset × seed, resumable, into the database."""
-    from paramsplit.artifacts import artifacts_dir_for
     from paramsplit.data import load_dataset
     from paramsplit.study import checkpoint_dir_for, expand_study, register_study, run_study
-    from paramsplit.study_checks import MEASURE_CHOICES, check_runnable, in_field
-    from paramsplit.study_file import load_study_file
-    from paramsplit.study_ray import run_study_on_ray
+    from paramsplit.study.artifacts import artifacts_dir_for
+    from paramsplit.study.checks import MEASURE_CHOICES, check_runnable, in_field
+    from paramsplit.study.file import load_study_file
+    from paramsplit.study.on_ray import run_study_on_ray
     from paramsplit.train import resolve_device
 
     if executor not in ("local", "ray"):
@@ -234,9 +222,10 @@ def _study_from_flags(
     config: TrainConfig, adaptive: bool = False,
 ) -> StudyDefinition:  # fmt: skip
     """The study the design flags describe; named from a hash of itself unless `name`."""
-    from paramsplit.specs import parse_arch, parse_budget, parse_members
+    from paramsplit.quantities import parse_budget, parse_members, split_budgets
+    from paramsplit.specs import parse_arch
     from paramsplit.study import StudyDefinition
-    from paramsplit.study_checks import in_field, seed_range
+    from paramsplit.study.checks import in_field, seed_range
 
     by_name = tuple(
         in_field("singles", parse_arch, n).name for n in (singles or "").split(",") if n
@@ -270,7 +259,7 @@ def _located(error: ParamSplitError, study_file: str | None) -> ParamSplitError:
         return error
     reason = str(error).removeprefix(f"field '{error.field}': ")
     if study_file is not None and error.field != "executor":
-        from paramsplit.study_file import where_in_file
+        from paramsplit.study.file import where_in_file
 
         return StudyFileError(f"{where_in_file(study_file, error.field)}: {error}")
     flag = FLAG_OF_FIELD.get(error.field)

@@ -29,10 +29,10 @@ def _write_weights(
     path: Path, row: Any, data: Any, config: Any, seed: int, result: Any
 ) -> dict[str, Any]:
     """The selected epoch's weights into `path`, under the id the run would have in a study."""
-    from paramsplit.artifacts import write_run_weights
     from paramsplit.errors import ArtifactError
     from paramsplit.store import run_id_for
     from paramsplit.study import run_spec
+    from paramsplit.study.artifacts import write_run_weights
 
     run_id = run_id_for(run_spec(row, data.name, config, seed))
     try:
@@ -85,8 +85,9 @@ def train(
 
     from paramsplit.data import load_dataset
     from paramsplit.planner import plan_budget
-    from paramsplit.specs import TrainConfig, check_depth, parse_budget
-    from paramsplit.study_checks import MAX_SEED, check_precision
+    from paramsplit.quantities import parse_budget
+    from paramsplit.specs import TrainConfig, check_depth
+    from paramsplit.study.checks import MAX_SEED, check_precision
     from paramsplit.train import check_executor_name, resolve_device, train_design
 
     if design not in DESIGN_CLASSES:
@@ -155,7 +156,7 @@ def train(
     if weights_out is not None and result.status == "done":
         summary |= _write_weights(Path(weights_out), row, data, config, seed, result)
     if measure and result.status == "done":
-        from paramsplit.study import measure_run
+        from paramsplit.measure import measure_run
 
         progress_note = "measuring latency, throughput and peak memory"
         render.error_console.print(progress_note, style="dim")

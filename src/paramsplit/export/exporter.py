@@ -18,7 +18,6 @@ from typing import Any
 import torch
 
 import paramsplit
-from paramsplit.artifacts import RunWeights, load_run_weights
 from paramsplit.data import DatasetTensors, load_dataset
 from paramsplit.errors import ArtifactError, UsageError
 from paramsplit.export.formats import (
@@ -41,6 +40,7 @@ from paramsplit.export.verify import (
     median_latency_ms,
     predict_split,
 )
+from paramsplit.study.artifacts import RunWeights, load_run_weights
 
 FORM_CHOICES = ("auto", *FORMS)
 

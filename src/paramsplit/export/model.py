@@ -18,9 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from paramsplit.artifacts import RunWeights
 from paramsplit.errors import UsageError
 from paramsplit.models import MemberNetwork, build_model, merge_members
+from paramsplit.study.artifacts import RunWeights
 
 FORMS = ("fused", "separate")
 

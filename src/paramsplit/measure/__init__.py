@@ -4,11 +4,12 @@
 - `memory` (with `counting` and `live_tensors`): the exact peak bytes of live tensors of one
   training step and one inference call, by category, loop and fused, counted without
   allocating;
-- `design`: everything measured about one trained design (`measure_design`).
+- `design`: everything measured about one trained design (`measure_design`), and about a
+  trained run's result (`measure_run`, restoring its executor first).
 """
 
 from paramsplit.measure.counting import EXECUTIONS, MemoryCount
-from paramsplit.measure.design import MeasureResult, measure_design, weights_bytes
+from paramsplit.measure.design import MeasureResult, measure_design, measure_run, weights_bytes
 from paramsplit.measure.latency import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_BUDGET_S,
@@ -54,5 +55,6 @@ __all__ = [
     "measure_design",
     "measure_inference",
     "measure_inference_side_by_side",
+    "measure_run",
     "weights_bytes",
 ]

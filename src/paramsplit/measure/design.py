@@ -5,13 +5,13 @@ Latency is described in `paramsplit.measure.latency`, memory in `paramsplit.meas
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-from paramsplit.accounting import profile_arch
 from paramsplit.errors import ConfigError, InputShapeError
 from paramsplit.measure.latency import (
     DEFAULT_BATCH_SIZES,
@@ -21,8 +21,14 @@ from paramsplit.measure.latency import (
     measure_inference_side_by_side,
 )
 from paramsplit.measure.memory import count_design_memory
+from paramsplit.planner.accounting import profile_arch
 from paramsplit.specs import InputSpec
 from paramsplit.train.executors import Executor
+from paramsplit.train.loop import restore_executor
+
+if TYPE_CHECKING:
+    from paramsplit.data import DatasetTensors
+    from paramsplit.train.records import TrainResult
 
 
 def weights_bytes(executor: Executor) -> int:
@@ -53,7 +59,7 @@ class MeasureResult:
     (`paramsplit.measure.memory`): `peak_*` for all k members at once (fused), `loop_*` for
     one member at a time; `memory` holds both with their breakdown by category. All None
     when memory was not measured. FLOPs count one forward pass of every member, 2 per
-    multiply-accumulate (`paramsplit.accounting.profile_arch` × k).
+    multiply-accumulate (`paramsplit.planner.accounting.profile_arch` × k).
     """
 
     member: str
@@ -148,3 +154,20 @@ def measure_design(
         inference_batch_size=inference_batch_size,
         **counted,
     )
+
+
+def measure_run(
+    result: TrainResult, dataset: DatasetTensors, device: torch.device, *, memory: bool
+) -> dict[str, Any]:
+    """Latency, throughput and (with `memory`) peak memory of a trained run, as result keys.
+
+    A measurement that fails is noted under `measure_error`, not raised: the trained result
+    must reach the database either way.
+    """
+    began = time.perf_counter()
+    try:
+        executor = restore_executor(result, device)
+        measured = measure_design(executor, dataset.input_spec(), device, memory=memory)
+    except Exception as error:
+        return {"measure_error": f"{type(error).__name__}: {error}"}
+    return {**measured.to_dict(), "measure_time_s": time.perf_counter() - began}

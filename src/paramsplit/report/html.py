@@ -16,6 +16,7 @@ from paramsplit.analysis import Analysis, Constraints, Recommendation
 from paramsplit.analysis.matching import tolerance_text
 from paramsplit.analysis.recommend import MEMORY_EXECUTIONS
 from paramsplit.analysis.records import ACCURACY_NAMES
+from paramsplit.quantities import format_budget
 from paramsplit.report.adaptive import adaptive_html
 from paramsplit.report.figures import ReportFigure, render_figures
 from paramsplit.report.tables import (
@@ -34,7 +35,6 @@ from paramsplit.report.text import (
     points_text,
     ratio_text,
 )
-from paramsplit.specs import format_budget
 
 
 def esc(value: object) -> str:

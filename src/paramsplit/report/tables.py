@@ -17,6 +17,7 @@ from paramsplit.analysis import (
     Stat,
     TimeToTarget,
 )
+from paramsplit.quantities import format_budget
 from paramsplit.report.text import (
     BYTES_PER_MB,
     MISSING,
@@ -31,7 +32,6 @@ from paramsplit.report.text import (
     ratio_text,
     time_text,
 )
-from paramsplit.specs import format_budget
 
 
 @dataclass(frozen=True)

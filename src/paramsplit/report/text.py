@@ -9,7 +9,7 @@ from __future__ import annotations
 from paramsplit.analysis import SeedTest, Stat, TimeToTarget
 
 MISSING = "—"
-BYTES_PER_MB = 1_000_000  # decimal megabytes, as `paramsplit.units` parses "4GB"
+BYTES_PER_MB = 1_000_000  # decimal megabytes, as `paramsplit.quantities` parses "4GB"
 
 
 def short_budget(params: float) -> str:

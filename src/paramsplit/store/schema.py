@@ -123,7 +123,7 @@ METRIC_COLUMNS: dict[str, Any] = {
     "executor": String(50),
 }
 
-# Filled by `Store.finish` too: the file of a run's kept weights (`paramsplit.artifacts`), its
+# Filled by `Store.finish` too: the file of a run's kept weights (`paramsplit.study.artifacts`), its
 # size, and the sha256 that loading checks it against. NULL where a run kept none.
 WEIGHTS_COLUMNS: dict[str, Any] = {
     "weights_path": Text,

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from paramsplit.accounting import count_params, profile_arch
+from paramsplit.planner.accounting import count_params, profile_arch
 from paramsplit.specs import DesignSpec, InputSpec, TrainConfig
 from paramsplit.train.metrics import EnsembleMetrics
 

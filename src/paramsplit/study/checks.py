@@ -18,24 +18,16 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 
-from paramsplit.accounting import count_params
 from paramsplit.errors import BudgetError, ConfigError, ParamSplitError, StudyError, UsageError
 from paramsplit.families import get_family
 from paramsplit.planner import MatchRule
-from paramsplit.specs import (
-    DESIGN_CLASSES,
-    MAX_BUDGET_PARAMS,
-    InputSpec,
-    TrainConfig,
-    check_depth,
-    format_budget,
-    parse_arch,
-    parse_budget,
-)
+from paramsplit.planner.accounting import count_params
+from paramsplit.quantities import MAX_BUDGET_PARAMS, format_budget, parse_budget
+from paramsplit.specs import DESIGN_CLASSES, InputSpec, TrainConfig, check_depth, parse_arch
 from paramsplit.train import check_executor_name
 
 if TYPE_CHECKING:
-    from paramsplit.study import Infeasible, StudyDefinition
+    from paramsplit.study.definition import Infeasible, StudyDefinition
 
 # What to measure after training. Peak memory does not depend on the seed, and on CPU costs
 # a child process per figure, so `first-seed` measures it for each design's lowest seed only.

@@ -8,7 +8,7 @@ Two ways in, one planner:
 Either way every ensemble is matched to |S|, the exact parameter count of the single network
 it is compared with, not to B: S rarely has exactly B parameters, and the verdict compares
 the ensemble with S. deq members keep S's depth and solve their width, per stage
-(`paramsplit.matching`); weq members keep S's stage widths and solve their depth. Every row
+(`paramsplit.planner.matching`); weq members keep S's stage widths and solve their depth. Every row
 carries its ratio to the budget and to |S|, whether that comparison is matched
 (`paramsplit.specs.is_matched`), and where it is not, the rule that would do better or why
 none can.
@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from paramsplit.accounting import count_params, profile_arch
 from paramsplit.errors import BudgetError, SpecError, UsageError
 from paramsplit.families import get_family
-from paramsplit.matching import (
+from paramsplit.planner.accounting import count_params, profile_arch
+from paramsplit.planner.matching import (
     Choice,
     MatchKind,
     MatchRule,
@@ -32,17 +32,15 @@ from paramsplit.matching import (
     match_depth,
     match_width,
 )
+from paramsplit.quantities import format_budget, parse_budget, parse_members
 from paramsplit.specs import (
     MATCH_TOLERANCE,
     ArchSpec,
     DesignClass,
     DesignSpec,
     InputSpec,
-    format_budget,
     is_matched,
     parse_arch,
-    parse_budget,
-    parse_members,
 )
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Sizing members to a target parameter count: the matching rules and the exact search.
 
-Every decision rests on exact counts of built modules (`paramsplit.accounting`, meta device,
+Every decision rests on exact counts of built modules (`paramsplit.planner.accounting`, meta device,
 cached); a scaling guess only picks where a search starts. A member is sized along one knob:
 
 - its depth (weq): whole units only, so the candidates are the two depths either side of the
@@ -20,9 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from paramsplit.accounting import count_params
 from paramsplit.errors import SpecError
 from paramsplit.families import FamilyInfo
+from paramsplit.planner.accounting import count_params
 from paramsplit.specs import ArchSpec, DesignSpec, InputSpec
 
 MatchKind = Literal["le", "nearest", "tol"]

@@ -31,14 +31,15 @@ from typing import Any
 
 from paramsplit.errors import ParamSplitError, StudyFileError
 from paramsplit.families import get_family
-from paramsplit.specs import ArchSpec, TrainConfig, check_depth, parse_budget, parse_members
-from paramsplit.study import StudyDefinition
-from paramsplit.study_checks import (
+from paramsplit.quantities import parse_budget, parse_members
+from paramsplit.specs import ArchSpec, TrainConfig, check_depth
+from paramsplit.study.checks import (
     MAX_STUDY_RUNS,
     MEASURE_CHOICES,
     check_train_settings,
     seed_range,
 )
+from paramsplit.study.definition import StudyDefinition
 
 STUDY_KEYS = ("name", "families", "budgets", "singles", "grid", "members", "designs",
               "datasets", "seeds", "depth", "match", "measure", "keep_weights", "adaptive",

@@ -18,7 +18,7 @@ import hashlib
 import json
 
 from paramsplit.specs import DESIGN_CLASSES, TrainConfig
-from paramsplit.study import StudyDefinition
+from paramsplit.study.definition import StudyDefinition
 
 DEMO_FAMILY = "resnet"
 DEMO_DATASET = "digits"

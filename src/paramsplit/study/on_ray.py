@@ -24,16 +24,10 @@ import torch
 from paramsplit.data import DatasetTensors
 from paramsplit.errors import ClaimLostError, DiskFullError, UsageError
 from paramsplit.store import Claim, Store, default_worker
-from paramsplit.study import (
-    Outcome,
-    RunCallback,
-    StudyDefinition,
-    record_outcome,
-    register_study,
-    retry_cutoff,
-    train_run,
-)
-from paramsplit.study_checks import check_runnable
+from paramsplit.study.checks import check_runnable
+from paramsplit.study.definition import StudyDefinition, register_study
+from paramsplit.study.runner import RunCallback, retry_cutoff
+from paramsplit.study.training import Outcome, record_outcome, train_run
 
 HEARTBEAT_S = 30.0
 
@@ -100,7 +94,7 @@ def run_study_on_ray(
         store.claim_next, study.name, worker, retry_failed_before=retry_failed_before
     )
     if study.adaptive:  # the policy hands out runs; tasks report no epochs: no early stops
-        from paramsplit.study_adaptive import AdaptiveScheduler
+        from paramsplit.study.adaptive import AdaptiveScheduler
 
         scheduler = AdaptiveScheduler(store, study.name, worker, early=False)
 

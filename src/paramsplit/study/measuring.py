@@ -26,7 +26,6 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from paramsplit.artifacts import load_run_weights
 from paramsplit.data import load_dataset
 from paramsplit.errors import StoreError, UsageError
 from paramsplit.measure.side_by_side import (
@@ -42,6 +41,7 @@ from paramsplit.measure.side_by_side import (
 from paramsplit.specs import InputSpec, TrainConfig
 from paramsplit.store import STALE_AFTER_S, Store
 from paramsplit.store.claims import is_dead_here
+from paramsplit.study.artifacts import load_run_weights
 from paramsplit.train.checkpoint import load_checkpoint
 
 # (done, total, what is measured now): one step per budget and batch size.
