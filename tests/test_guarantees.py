@@ -33,6 +33,7 @@ from paramsplit.specs import TrainConfig
 from paramsplit.store import Store, StoreWriteError
 from paramsplit.store import database as store_database
 from paramsplit.study import StudyDefinition, checkpoint_dir_for, register_study, run_study
+from paramsplit.study.interrupts import sigterm_as_interrupt
 from paramsplit.train import checkpoint as checkpoint_module
 from paramsplit.train.checkpoint import load_checkpoint, save_checkpoint
 
@@ -249,6 +250,41 @@ def test_a_worker_that_lost_its_claim_stops_the_run_and_writes_nothing_more(tmp_
     assert lost["test_accuracy"] is None
     assert [row["epoch"] for row in store.epochs(first)] == [1]  # epoch 2 was refused
     assert (folder / f"{first}.pt").exists()  # left to the new holder
+
+
+# --- an interrupt between a claim and the code that gives its run back ----------------------
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("moment", ["claimed", "starting"])
+def test_an_interrupt_just_after_a_claim_gives_the_run_back(
+    tmp_path, small_digits, monkeypatch, signum, moment
+):
+    # Before: a SIGTERM that landed after the claim was committed but before the training's
+    # `try` (CI caught one in `test_workers_end_with_their_parent_however_it_ends`) left the
+    # run `running` under a worker that had stopped, until another call took it over.
+
+    study = _study()
+    store = Store.open(tmp_path / "study.db")
+    claim_next = store.claim_next
+
+    def claim_then_signal(*args, **kwargs):
+        run = claim_next(*args, **kwargs)
+        os.kill(os.getpid(), signum)  # the handler runs at the next bytecode: right here
+        return run
+
+    def signal_at_start(kind, run):
+        if kind == "start":
+            os.kill(os.getpid(), signum)
+
+    if moment == "claimed":
+        monkeypatch.setattr(store, "claim_next", claim_then_signal)
+    on_run = signal_at_start if moment == "starting" else None
+    with pytest.raises(KeyboardInterrupt), sigterm_as_interrupt():
+        _run(store, study, tmp_path / "checkpoints", small_digits, on_run=on_run)
+    runs = store.runs(study.name)
+    assert [(run["status"], run["worker"]) for run in runs] == [("pending", None)] * 2
+    assert all(store.epochs(run["run_id"]) == [] for run in runs)  # not one epoch trained
 
 
 # --- faults: a full disk, a database that refuses writes --------------------------------------

@@ -83,7 +83,7 @@ def study_progress(
 def stops_cleanly() -> Iterator[None]:
     """Ctrl-C and SIGTERM (a job scheduler, `timeout`) stop a study the same way: its runs in
     progress are given back, one line says so, and the exit code is 128 + the signal."""
-    from paramsplit.study.workers import Terminated, sigterm_as_interrupt
+    from paramsplit.study.interrupts import Terminated, sigterm_as_interrupt
 
     try:
         with sigterm_as_interrupt():

@@ -18,6 +18,7 @@ from typing import Any
 from paramsplit.adaptive import Decision, decide
 from paramsplit.adaptive.stored import load_records, load_settings
 from paramsplit.store import Store
+from paramsplit.study import interrupts
 
 POLL_S = 2.0  # how often a worker with nothing to claim asks the policy again
 
@@ -51,6 +52,7 @@ class AdaptiveScheduler:
             if not wait:
                 return None
             time.sleep(self.poll_s)
+            interrupts.raise_if_arrived()  # holds nothing now: a Ctrl-C waits one poll at most
 
     def should_stop(self, run: dict[str, Any], epoch: int) -> str | None:
         """Why to stop `run` after `epoch`, or None: only ensembles, from the first rung."""

@@ -22,6 +22,7 @@ from paramsplit.data import DatasetTensors, load_dataset
 from paramsplit.errors import UsageError
 from paramsplit.store import Store, default_worker
 from paramsplit.store.database import folder_beside
+from paramsplit.study import interrupts
 from paramsplit.study import workers as study_workers
 from paramsplit.study.checks import check_runnable
 from paramsplit.study.definition import StudyDefinition, register_study
@@ -155,15 +156,20 @@ def _work(
 
         scheduler = AdaptiveScheduler(store, study.name, worker)
         claim, should_stop = scheduler.claim, scheduler.should_stop
-    while (run := claim()) is not None:
-        if on_run is not None:
-            on_run("start", run)
-        folder = settings.checkpoint_dir
-        checkpoint = folder / f"{run['run_id']}.pt" if folder else None
-        measure = study.measurement_for(run["spec"]["seed"])
-        held = execute_run(
-            store, run, datasets, settings, measure, on_progress, checkpoint, should_stop
-        )
+    while True:
+        # Ctrl-C and SIGTERM wait from the claim until execute_run's `try`, which gives the
+        # run back: one landing between the two would leave the run claimed by no one.
+        with interrupts.held_off():
+            if (run := claim()) is None:
+                return
+            if on_run is not None:
+                on_run("start", run)
+            folder = settings.checkpoint_dir
+            checkpoint = folder / f"{run['run_id']}.pt" if folder else None
+            measure = study.measurement_for(run["spec"]["seed"])
+            held = execute_run(
+                store, run, datasets, settings, measure, on_progress, checkpoint, should_stop
+            )
         if on_run is None:
             continue
         if held:

@@ -23,6 +23,7 @@ from paramsplit.errors import CheckpointError, ClaimLostError, DiskFullError, St
 from paramsplit.measure import measure_run
 from paramsplit.specs import DesignClass, DesignSpec, TrainConfig, parse_arch
 from paramsplit.store import Claim, Store
+from paramsplit.study import interrupts
 from paramsplit.study.artifacts import save_run_weights
 from paramsplit.train import train_design
 from paramsplit.train.checkpoint import remove_checkpoint, set_aside
@@ -188,6 +189,7 @@ def execute_run(
 
     dataset, device = datasets[spec["dataset"]], torch.device(settings.device)
     try:
+        interrupts.let_through()  # one held off since the claim is raised here: run given back
         try:
             outcome = train_run(
                 spec, dataset, settings.executor, device, checkpoint, progress, measure,

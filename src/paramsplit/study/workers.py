@@ -26,12 +26,12 @@ import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from multiprocessing.process import BaseProcess
-from types import FrameType
 from typing import Any
 
 import torch
 
 from paramsplit.errors import ParamSplitError
+from paramsplit.study.interrupts import interrupt_once
 
 WAIT_POLL_S = 1.0  # how often the waiting parent reports progress
 STOP_TIMEOUT_S = 60.0  # a stopped worker gives its run back in milliseconds; then it is killed
@@ -75,36 +75,10 @@ def _sigint_ignored() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-class Terminated(KeyboardInterrupt):
-    """SIGTERM, handled as Ctrl-C."""
-
-
-def _interrupt_once(signum: int, frame: FrameType | None) -> None:
-    """SIGTERM as Ctrl-C, once: a second one (the parent's stop and its death both send
-    one) must not cut short the release that the first set going."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    raise Terminated
-
-
-@contextlib.contextmanager
-def sigterm_as_interrupt() -> Iterator[None]:
-    """Within, SIGTERM stops this process as Ctrl-C does (`Terminated`, a KeyboardInterrupt,
-    once), so that a study stopped by a job scheduler or `timeout` gives its runs back.
-    Main thread only."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    previous = signal.signal(signal.SIGTERM, _interrupt_once)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def _worker_main(
     work: Callable[..., None], args: tuple[Any, ...], threads: int, parent_pid: int
 ) -> None:
-    signal.signal(signal.SIGTERM, _interrupt_once)  # `stop`, or the parent's death
+    signal.signal(signal.SIGTERM, interrupt_once)  # `stop`, or the parent's death
     _end_with_parent(parent_pid)
     torch.set_num_threads(threads)
     try:
