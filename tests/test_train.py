@@ -23,6 +23,7 @@ from paramsplit.train import (
     time_candidates,
     train_design,
 )
+from paramsplit.train import loop as train_loop
 
 CPU = torch.device("cpu")
 
@@ -114,14 +115,32 @@ def test_a_diverging_run_is_recorded_not_raised(tiny_digits):
     assert result.epochs == []
 
 
-def test_auto_picks_the_fastest_measured_executor_and_records_why(tiny_digits):
+def test_auto_picks_the_executor_with_the_fastest_round(tiny_digits, monkeypatch):
+    # Every executor is built, warmed up and stepped for real, but timed on a fake clock
+    # that each step advances by a scripted time: vmap has the fastest round (10 ms) and the
+    # slowest median (50 ms), the loop the fastest median. The fastest round must decide.
+    script_s = {
+        "loop": [0.020] * 5,
+        "fused": [0.030] * 5,
+        "vmap": [0.050, 0.050, 0.010, 0.0105, 0.050],
+    }
+    scripted = ScriptedSteps(script_s)
+
+    def time_on_the_script(steps, clock=None):
+        def step_then_tick(name):
+            steps[name]()  # the executor's real training step
+            scripted.steps[name]()
+
+        candidates = {name: functools.partial(step_then_tick, name) for name in steps}
+        return time_candidates(candidates, clock=scripted.clock)
+
+    monkeypatch.setattr(train_loop, "time_candidates", time_on_the_script)
     design = DesignSpec(DesignClass.DEQ, 2, ps.parse_arch("resnet-8-4"))
     choice = choose_executor(design, tiny_digits, TrainConfig(batch_size=32), CPU)
-    assert set(choice.step_ms) == set(choice.rounds_ms) == set(EXECUTORS)
-    assert all(len(times) >= 5 for times in choice.rounds_ms.values())
-    assert choice.step_ms == {name: min(times) for name, times in choice.rounds_ms.items()}
-    assert choice.name == min(choice.step_ms, key=choice.step_ms.__getitem__)
-    assert choice.reason.startswith(f"{choice.name} has the fastest step")
+    assert sorted(scripted.order) == sorted(EXECUTORS * 5)  # 5 rounds, every executor
+    assert choice.name == "vmap"
+    assert choice.step_ms == pytest.approx({"loop": 20, "fused": 30, "vmap": 10})
+    assert choice.reason.startswith("vmap has the fastest step, 10.0 ms, against loop 20.0 ms")
     single = DesignSpec(DesignClass.SINGLE, 1, design.member)
     assert choose_executor(single, tiny_digits, TrainConfig(), CPU).name == "loop"
 

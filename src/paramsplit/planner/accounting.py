@@ -3,8 +3,10 @@
 Nothing here allocates weights: networks are built on PyTorch's `meta` device, where tensors
 have shapes but no storage. Results are cached, since the planner asks about the same
 architectures many times. FLOPs are summed from each layer's shape rather than by running
-`FlopCounterMode` per network (a meta forward costs ~0.1 s); a test checks that the two agree
-for every family.
+`FlopCounterMode` per network (a meta forward costs ~0.1 s). tests/test_accounting.py checks
+the two against each other for every family, small and published sizes and per-stage
+widths, forward and training step, single and fused, and the parameter counts against the
+papers' figures and the built modules.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ class ArchProfile:
     the outputs of every convolution and batch norm: autograd keeps about one tensor of each
     (a batch norm keeps its input, the convolution's output; the next convolution keeps the
     ReLU output, the batch norm's size).
+
+    A training step costs 3 × `flops_per_image` less the first convolution's input gradient,
+    which nothing needs: the backward pass takes each layer's input and weight gradients, a
+    forward's worth each. An ensemble of k members costs k × one member's, fused or not.
+    (`FlopCounterMode` counts a fused network's grouped weight gradients k times over: see
+    tests/test_accounting.py.)
     """
 
     arch: ArchSpec
