@@ -162,7 +162,8 @@ def takes_option_groups(command: Callable[..., Returned]) -> Callable[..., Retur
         }
         return command(**values, **built)
 
-    with_groups.__signature__ = inspect.Signature(flat)  # type: ignore[attr-defined]
+    # What inspect.signature, and so Typer, reads in place of the command's own parameters.
+    with_groups.__dict__["__signature__"] = inspect.Signature(flat)
     with_groups.__annotations__ = {parameter.name: parameter.annotation for parameter in flat}
     return with_groups
 
