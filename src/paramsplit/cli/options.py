@@ -146,7 +146,7 @@ def takes_option_groups(command: Callable[..., Returned]) -> Callable[..., Retur
                 alias = f"{field.name}_renamed"
                 hidden = typer.Option(flags.old_flag, hidden=True, show_default=False)
                 flat.append(
-                    _keyword(alias, Annotated[typing.get_args(annotation)[0] | None, hidden], None)
+                    _keyword(alias, Annotated[_value_type(annotation) | None, hidden], None)
                 )
                 renamed[alias] = (field.name, field.default, flags)
 
@@ -175,6 +175,13 @@ def _keyword(name: str, annotation: Any, default: Any) -> inspect.Parameter:
     return inspect.Parameter(
         name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
     )
+
+
+def _value_type(annotation: Any) -> Any:
+    """`str` of `Annotated[str, typer.Option(...)]`."""
+    if typing.get_origin(annotation) is Annotated:
+        return typing.get_args(annotation)[0]
+    return annotation
 
 
 def _split_renamed(annotation: Any) -> tuple[Any, Renamed | None]:
