@@ -197,7 +197,8 @@ def _split_renamed(annotation: Any) -> tuple[Any, Renamed | None]:
 def _take_old_spelling(
     command: str, values: dict[str, Any], alias: str, field_name: str, default: Any, flags: Renamed
 ) -> None:
-    """The old flag's value into its field, with a note; both flags given must agree."""
+    """The old flag's value into its field, with a note. The new flag at its default counts
+    as not given (Typer does not say which); set to anything else, it must agree."""
     old = values.pop(alias)
     if old is None:
         return
