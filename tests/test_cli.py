@@ -446,7 +446,7 @@ def test_train_prints_one_json_object_with_units():
     # progress goes to stderr, so stdout is the JSON alone.
     result = invoke(
         "train", "--family", "resnet", "--budget", "20k", "--design", "deq", "--members", "2",
-        "--dataset", "digits", "--epochs", "2", "--batch-size", "64", "--executor", "fused",
+        "--dataset", "digits", "--epochs", "2", "--batch-size", "64", "--member-executor", "fused",
         "--no-measure", "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
@@ -466,7 +466,7 @@ def test_train_prints_one_json_object_with_units():
     [
         (["--design", "ensemble"], 2, "--design must be one of single, deq, weq"),
         (["--dataset", "cifar11"], 1, "unknown dataset 'cifar11'"),
-        (["--executor", "threads"], 1, "unknown executor 'threads'"),
+        (["--member-executor", "threads"], 1, "unknown executor 'threads'"),
         (["--epochs", "0"], 1, "epochs must be >= 1"),
         (["--budget", "100"], 1, "no single resnet-20 matches a budget"),
     ],
@@ -478,6 +478,73 @@ def test_train_rejects_bad_input_in_one_line(args, code, message):
     result = invoke("train", *[item for pair in base.items() for item in pair], "--no-measure")
     assert result.exit_code == code, result.output
     assert re.search(message, error_line(result.stderr))
+
+
+# --- renamed flags: the old spellings still work, with a note ------------------------------
+
+# `--executor` meant where runs go (local or ray) in `run` but how members train in `train`;
+# each command's old spelling now feeds its new name.
+DEPRECATED = "note: paramsplit {command} --executor is deprecated; use {flag} (the same values)"
+
+
+def test_train_old_executor_spelling_trains_with_a_note_on_stderr():
+    result = invoke(
+        "train", "--family", "resnet", "--budget", "5k", "--epochs", "1", "--batch-size", "64",
+        "--executor", "loop", "--no-measure", "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["executor"] == "loop"
+    note = DEPRECATED.format(command="train", flag="--member-executor")
+    # stderr holds the note and nothing else but the progress bar's blank line (--json).
+    assert [line for line in ANSI_ESCAPE.sub("", result.stderr).splitlines() if line] == [note]
+
+
+def test_run_old_executor_spelling_runs_locally_with_a_note_on_stderr(tmp_path):
+    result = invoke(
+        "run", "--budgets", "5k", "--designs", "single", "--epochs", "1", "--batch-size", "64",
+        "--measure", "none", "--executor", "local", "--db", str(tmp_path / "study.db"),
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert "1 done" in result.stdout
+    note = DEPRECATED.format(command="run", flag="--backend")
+    assert ANSI_ESCAPE.sub("", result.stderr).splitlines()[0] == note
+
+
+@pytest.mark.parametrize(
+    ("command", "args", "message"),
+    [
+        # The old spelling reaches the new option's checks, in each command's meaning.
+        ("run", ["--executor", "moon"], "--backend must be local or ray, got 'moon'"),
+        ("run", ["--executor", "ray", "--workers", "2"], "--workers is for the local backend"),
+        ("train", ["--executor", "threads"], "unknown executor 'threads'"),
+        # Both spellings at once must agree.
+        ("run", ["--backend", "ray", "--executor", "local"],
+         "--backend 'ray' and --executor 'local' disagree; give --backend only"),
+        ("train", ["--member-executor", "fused", "--executor", "vmap"],
+         "--member-executor 'fused' and --executor 'vmap' disagree"),
+    ],
+)  # fmt: skip
+def test_old_executor_spelling_is_checked_as_the_new_flag(tmp_path, command, args, message):
+    base = ["--budgets", "5k", "--db", str(tmp_path / "s.db")] if command == "run" else [
+        "--family", "resnet", "--budget", "5k", "--epochs", "1", "--no-measure"]  # fmt: skip
+    result = invoke(command, *base, *args)
+    assert result.exit_code in (1, 2), result.output
+    lines = ANSI_ESCAPE.sub("", result.stderr).splitlines()
+    assert lines[-1].startswith("error: ") and message in lines[-1]
+    flag = "--backend" if command == "run" else "--member-executor"
+    assert lines[:-1] in ([], [DEPRECATED.format(command=command, flag=flag)])
+    assert "Traceback" not in result.stderr
+    assert not (tmp_path / "s.db").exists()  # a mistake leaves nothing behind
+
+
+def test_help_lists_the_new_names_only():
+    for command, shown in (("run", ["--backend", "--member-executor"]),
+                           ("train", ["--member-executor"])):  # fmt: skip
+        result = invoke(command, "--help")
+        assert result.exit_code == 0, result.output
+        text = ANSI_ESCAPE.sub("", result.stdout)
+        assert all(flag in text for flag in shown)
+        assert "--executor" not in text  # hidden: the old spelling is not advertised
 
 
 # --- paramsplit run -------------------------------------------------------------------------
@@ -506,7 +573,7 @@ def test_run_measures_every_run_and_a_rerun_measuring_nothing_finds_the_same_stu
     [
         (["--measure", "memory"], "measure must be one of all, first-seed, latency, none"),
         (["--workers", "0"], r"--workers must be in \[1, \d+\] \(the cores of this machine"),
-        (["--workers", "2", "--executor", "ray"], "--workers is for the local executor"),
+        (["--workers", "2", "--backend", "ray"], "--workers is for the local backend"),
     ],
 )
 def test_run_rejects_bad_options_in_one_line(tmp_path, args, message):

@@ -211,9 +211,9 @@ STUDY_FLAGS = {
         code=1, message=r"--singles: resnet-20-100000 has 10,540,016,500,010 parameters \(3×32×32 "
         r"input\), above the largest supported budget, 1000G$",
     ),
-    "unknown-executor": run_case(
-        "--executor", "moon", *SMALL, "--db", "{db}",
-        code=2, message=r"--executor must be local or ray, got 'moon'$",
+    "unknown-backend": run_case(
+        "--backend", "moon", *SMALL, "--db", "{db}",
+        code=2, message=r"--backend must be local or ray, got 'moon'$",
     ),
     "unknown-measure": run_case(
         "--measure", "memory", "--budgets", "5k", "--db", "{db}",
@@ -436,7 +436,7 @@ RESOURCES = {
         message=r"--workers must be in \[1, \d+\] \(the cores of this machine\), got 1000$",
     ),
     "run-ray-without-cpus": run_case(
-        "--executor", "ray", "--cpus-per-run", "0", *SMALL, "--db", "{db}", code=2,
+        "--backend", "ray", "--cpus-per-run", "0", *SMALL, "--db", "{db}", code=2,
         message=r"--cpus-per-run must be > 0",
     ),
 }  # fmt: skip

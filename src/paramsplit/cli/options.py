@@ -4,10 +4,13 @@ results database, and the error boundary."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
+import inspect
 import os
+import typing
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, ParamSpec, TypeVar
 
 import click
 import typer
@@ -27,7 +30,8 @@ BatchOption = Annotated[
     int, typer.Option("--batch", help="Batch size of the counted training step and inference.")
 ]
 
-Command = TypeVar("Command", bound=Callable[..., Any])
+Params = ParamSpec("Params")
+Returned = TypeVar("Returned")
 
 # Set to see the traceback of an internal error (a bug) instead of its one-line summary.
 DEBUG_VARIABLE = "PARAMSPLIT_DEBUG"
@@ -47,13 +51,13 @@ CLICK_ENDINGS = (
 )
 
 
-def reports_errors(command: Command) -> Command:
+def reports_errors(command: Callable[Params, Returned]) -> Callable[Params, Returned]:
     """The error boundary: a user error becomes one red line on stderr and its exit code;
     any other exception (a bug) one line saying so, exit code 70, and how to see the
     traceback (PARAMSPLIT_DEBUG=1)."""
 
     @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: Params.args, **kwargs: Params.kwargs) -> Returned:
         try:
             return command(*args, **kwargs)
         except ParamSplitError as error:
@@ -70,7 +74,7 @@ def reports_errors(command: Command) -> Command:
             )
             raise typer.Exit(INTERNAL_ERROR_EXIT) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def _print_error(message: str) -> None:
@@ -104,3 +108,110 @@ def open_store(db: str, *, create: bool = True) -> Iterator[Store]:
 
     with Store.open(db, create=create) as store, errors_named(store.url):
         yield store
+
+
+@dataclasses.dataclass(frozen=True)
+class Renamed:
+    """Marks an option whose flag was renamed: `Annotated[str, typer.Option(...),
+    Renamed("--executor", "--backend")]`. The old spelling still works, hidden from the help,
+    and prints a one-line deprecation note."""
+
+    old_flag: str
+    new_flag: str
+
+
+def takes_option_groups(command: Callable[..., Returned]) -> Callable[..., Returned]:
+    """Let a command take typed option objects, as `TrainConfig` groups training settings.
+
+    Typer reads options from a function's parameters only, so each parameter annotated with
+    a dataclass is spread into the dataclass's fields, in order (each field an
+    `Annotated[type, typer.Option(...)]` with its default), and the object is built from
+    them before the command runs. The help lists the options as if written out one by one.
+    """
+    hints = typing.get_type_hints(command, include_extras=True)
+    flat: list[inspect.Parameter] = []
+    groups: dict[str, Any] = {}
+    renamed: dict[str, tuple[str, Any, Renamed]] = {}  # hidden alias -> field, default, flags
+    for name, parameter in inspect.signature(command).parameters.items():
+        group = hints[name]
+        if not dataclasses.is_dataclass(group):
+            flat.append(_keyword(name, group, parameter.default))
+            continue
+        groups[name] = group
+        field_hints = typing.get_type_hints(group, include_extras=True)
+        for field in dataclasses.fields(group):
+            annotation, flags = _split_renamed(field_hints[field.name])
+            flat.append(_keyword(field.name, annotation, field.default))
+            if flags is not None:
+                alias = f"{field.name}_renamed"
+                hidden = typer.Option(flags.old_flag, hidden=True, show_default=False)
+                flat.append(
+                    _keyword(alias, Annotated[_value_type(annotation) | None, hidden], None)
+                )
+                renamed[alias] = (field.name, field.default, flags)
+
+    @functools.wraps(command)
+    def with_groups(**values: Any) -> Returned:
+        for alias, (field_name, default, flags) in renamed.items():
+            _take_old_spelling(command.__name__, values, alias, field_name, default, flags)
+        built = {
+            name: group(
+                **{field.name: values.pop(field.name) for field in dataclasses.fields(group)}
+            )
+            for name, group in groups.items()
+        }
+        return command(**values, **built)
+
+    # What inspect.signature, and so Typer, reads in place of the command's own parameters.
+    with_groups.__dict__["__signature__"] = inspect.Signature(flat)
+    with_groups.__annotations__ = {parameter.name: parameter.annotation for parameter in flat}
+    return with_groups
+
+
+def _keyword(name: str, annotation: Any, default: Any) -> inspect.Parameter:
+    """A parameter as Typer reads it; a field without a default is a required option."""
+    if default is dataclasses.MISSING:
+        default = inspect.Parameter.empty
+    return inspect.Parameter(
+        name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=annotation
+    )
+
+
+def _value_type(annotation: Any) -> Any:
+    """`str` of `Annotated[str, typer.Option(...)]`."""
+    if typing.get_origin(annotation) is Annotated:
+        return typing.get_args(annotation)[0]
+    return annotation
+
+
+def _split_renamed(annotation: Any) -> tuple[Any, Renamed | None]:
+    """The annotation Typer reads, without its `Renamed` mark; the mark, if any."""
+    if typing.get_origin(annotation) is not Annotated:
+        return annotation, None
+    base, *marks = typing.get_args(annotation)
+    kept = [mark for mark in marks if not isinstance(mark, Renamed)]
+    flags = next((mark for mark in marks if isinstance(mark, Renamed)), None)
+    return Annotated[(base, *kept)] if kept else base, flags
+
+
+def _take_old_spelling(
+    command: str, values: dict[str, Any], alias: str, field_name: str, default: Any, flags: Renamed
+) -> None:
+    """The old flag's value into its field, with a note. The new flag at its default counts
+    as not given (Typer does not say which); set to anything else, it must agree."""
+    old = values.pop(alias)
+    if old is None:
+        return
+    new = values[field_name]
+    if new != default and new != old:
+        raise UsageError(
+            f"{flags.new_flag} '{new}' and {flags.old_flag} '{old}' disagree; give "
+            f"{flags.new_flag} only"
+        )
+    error_console.print(
+        f"note: paramsplit {command} {flags.old_flag} is deprecated; use {flags.new_flag} (the "
+        "same values)",
+        style="yellow",
+        markup=False,
+    )
+    values[field_name] = old

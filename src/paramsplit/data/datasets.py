@@ -208,19 +208,56 @@ def load_dataset(
     """Load a dataset (see `dataset_names()`) with a seeded validation split, onto `device`."""
     if not 0 <= val_fraction < 1:
         raise DatasetError(f"val_fraction must be in [0, 1), got {val_fraction}")
-    cache_root = data_root(root)
+    raw, canonical, augmentation = _read(name, data_root(root), download)
+    splits, split_notes = _splits(raw, val_fraction, split_seed)
+    (train_images, train_labels), (val_images, val_labels), (test_images, test_labels) = (
+        splits[split] for split in SPLITS
+    )
+    if len(train_labels) == 0:
+        raise DatasetError(f"{canonical}: no training images left after the validation split")
+    for split, (images, labels) in splits.items():
+        _check_split(canonical, split, images, labels, train_images.shape[1:], len(raw.class_names))
+    mean, std = channel_statistics(train_images)
+    dataset = DatasetTensors(
+        name=canonical,
+        train_images=train_images.contiguous(),
+        train_labels=train_labels.contiguous(),
+        val_images=val_images.contiguous(),
+        val_labels=val_labels.contiguous(),
+        test_images=test_images.contiguous(),
+        test_labels=test_labels.contiguous(),
+        class_names=raw.class_names,
+        mean=mean,
+        std=std,
+        augmentation=augmentation,
+        crop_padding=_crop_padding(train_images, augmentation),
+        notes=(*raw.notes, *split_notes),
+    )
+    return dataset.to(device)
+
+
+def _read(
+    name: str, cache_root: Path, download: bool
+) -> tuple[sources.RawDataset, str, Augmentation]:
+    """The official splits of a catalogued dataset or an image folder; its canonical name
+    and augmentation."""
     if name.strip().lower().startswith(IMAGEFOLDER_PREFIX):
         path = name.strip()[len(IMAGEFOLDER_PREFIX) :]
         if not path:
             raise DatasetError(f"'{name}' names no folder; expected {IMAGEFOLDER_PREFIX}PATH")
         raw = image_files.read_image_folder(path, cache_root)
-        canonical, augmentation = f"{IMAGEFOLDER_PREFIX}{path}", Augmentation.CROP_FLIP
-    else:
-        info = get_dataset(name)
-        raw = info.read(cache_root, download)
-        canonical, augmentation = info.name, info.augmentation
-    notes = list(raw.notes)
+        return raw, f"{IMAGEFOLDER_PREFIX}{path}", Augmentation.CROP_FLIP
+    info = get_dataset(name)
+    return info.read(cache_root, download), info.name, info.augmentation
 
+
+def _splits(
+    raw: sources.RawDataset, val_fraction: float, split_seed: int
+) -> tuple[dict[str, tuple[Tensor, Tensor]], list[str]]:
+    """Images and labels of 'train', 'val' and 'test': the official splits, with test and
+    validation carved from the training split where the dataset has none; notes on what was
+    carved."""
+    notes = []
     train_images, train_labels = _tensors(raw.train)
     if raw.test is None:
         train_images, train_labels, test_images, test_labels = _carve(
@@ -242,37 +279,21 @@ def load_dataset(
             f"validation split: {len(val_labels)} images ({val_fraction * 100:g}% of each "
             f"class of the training split, split_seed {split_seed})"
         )
-    if len(train_labels) == 0:
-        raise DatasetError(f"{canonical}: no training images left after the validation split")
-    for split, (images, labels) in {
+    splits = {
         "train": (train_images, train_labels),
         "val": (val_images, val_labels),
         "test": (test_images, test_labels),
-    }.items():
-        _check_split(canonical, split, images, labels, train_images.shape[1:], len(raw.class_names))
+    }
+    return splits, notes
 
-    mean, std = channel_statistics(train_images)
-    height, width = train_images.shape[2:]
-    # An eighth of the side: CIFAR's 4 pixels at 32, 8 at Tiny ImageNet's 64.
-    crop_padding = max(1, round(min(height, width) / 8))
+
+def _crop_padding(train_images: Tensor, augmentation: Augmentation) -> int:
+    """An eighth of the side: CIFAR's 4 pixels at 32, 8 at Tiny ImageNet's 64; none where
+    the dataset is not cropped."""
     if augmentation is Augmentation.NONE:
-        crop_padding = 0
-    dataset = DatasetTensors(
-        name=canonical,
-        train_images=train_images.contiguous(),
-        train_labels=train_labels.contiguous(),
-        val_images=val_images.contiguous(),
-        val_labels=val_labels.contiguous(),
-        test_images=test_images.contiguous(),
-        test_labels=test_labels.contiguous(),
-        class_names=raw.class_names,
-        mean=mean,
-        std=std,
-        augmentation=augmentation,
-        crop_padding=crop_padding,
-        notes=tuple(notes),
-    )
-    return dataset.to(device)
+        return 0
+    height, width = train_images.shape[2:]
+    return max(1, round(min(height, width) / 8))
 
 
 def _carve(

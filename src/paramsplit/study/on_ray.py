@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +33,14 @@ from paramsplit.study.training import Outcome, record_outcome, train_run
 
 HEARTBEAT_S = 30.0
 
+Claimer = Callable[[], dict[str, Any] | None]
+
 
 def _ray() -> Any:
     try:
         import ray
     except ImportError:
-        raise UsageError("the ray executor needs Ray: pip install 'paramsplit[ray]'") from None
+        raise UsageError("the ray backend needs Ray: pip install 'paramsplit[ray]'") from None
     return ray
 
 
@@ -66,7 +70,32 @@ def run_study_on_ray(
         ray.init(address=address, include_dashboard=False, logging_level="warning")
     if register:
         register_study(store, study, datasets)
-    kept_in = artifacts_dir if study.keep_weights else None
+    task = _remote_training(
+        ray, cpus_per_run, gpus_per_run, executor, artifacts_dir if study.keep_weights else None
+    )
+    driver = _Driver(
+        ray, store, study, task, {name: ray.put(data) for name, data in datasets.items()},
+        checkpoint_dir, on_run or (lambda event, run: None),
+    )  # fmt: skip
+    claim_next = _claimer(store, study, retry_failed_before, driver)
+    capacity = _capacity(ray, cpus_per_run, gpus_per_run)
+    while True:
+        while len(driver.in_flight) < capacity and (run := claim_next()) is not None:
+            driver.submit(run)
+        if not driver.in_flight:
+            break
+        ready, _ = ray.wait(list(driver.in_flight), num_returns=1, timeout=HEARTBEAT_S)
+        driver.keep_claims(waiting=[ref for ref in driver.in_flight if ref not in ready])
+        for ref in ready:
+            driver.record(ref)
+    return store.status_counts(study.name)
+
+
+def _remote_training(
+    ray: Any, cpus_per_run: float, gpus_per_run: float, executor: str, kept_in: Path | None
+) -> Any:
+    """The Ray task that trains one run on its node, with its resources; its `Outcome`."""
+    device = "cuda" if gpus_per_run > 0 else "cpu"
 
     @ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
     def train_task(
@@ -81,62 +110,77 @@ def run_study_on_ray(
         except DiskFullError as error:
             return Outcome("failed", reason="error: disk full", notes=(str(error),))
 
-    dataset_refs = {name: ray.put(data) for name, data in datasets.items()}
-    total_cpus = ray.cluster_resources().get("CPU", 1.0)
-    capacity = (
-        max(1, int(total_cpus // cpus_per_run))
-        if gpus_per_run == 0
-        else max(1, int(ray.cluster_resources().get("GPU", 1.0) // gpus_per_run))
-    )
+    return train_task
+
+
+def _capacity(ray: Any, cpus_per_run: float, gpus_per_run: float) -> int:
+    """How many tasks the cluster runs at once: its CPUs (or GPUs) over a run's share."""
+    resources = ray.cluster_resources()
+    if gpus_per_run == 0:
+        return max(1, int(resources.get("CPU", 1.0) // cpus_per_run))
+    return max(1, int(resources.get("GPU", 1.0) // gpus_per_run))
+
+
+@dataclass
+class _Driver:
+    """The tasks in flight, each under its run's claim: submitted, kept claimed while they
+    run, and recorded as they finish."""
+
+    ray: Any
+    store: Store
+    study: StudyDefinition
+    task: Any
+    dataset_refs: dict[str, Any]
+    checkpoint_dir: Path | None
+    on_run: RunCallback
+    in_flight: dict[Any, dict[str, Any]] = field(default_factory=dict)  # task ref -> run
+
+    def submit(self, run: dict[str, Any]) -> None:
+        self.on_run("start", run)
+        checkpoint = self.checkpoint_dir / f"{run['run_id']}.pt" if self.checkpoint_dir else None
+        run["checkpoint"] = checkpoint
+        spec = run["spec"]
+        measure = self.study.measurement_for(spec["seed"])
+        ref = self.task.remote(spec, self.dataset_refs[spec["dataset"]], checkpoint, measure)
+        self.in_flight[ref] = run
+
+    def keep_claims(self, waiting: list[Any]) -> None:
+        """A heartbeat for each unfinished task's run; a task whose run another driver has
+        taken over is cancelled."""
+        for ref in waiting:
+            run = self.in_flight[ref]
+            if not self.store.heartbeat(Claim.of(run)):
+                self.ray.cancel(ref, force=True)
+                del self.in_flight[ref]
+                self.on_run("lost", run)
+
+    def record(self, ref: Any) -> None:
+        """A finished task's outcome into the store, under its run's claim."""
+        run = self.in_flight.pop(ref)
+        try:
+            outcome: Outcome = self.ray.get(ref)
+        except Exception as error:  # the task itself died (worker lost, OOM-killed)
+            outcome = Outcome("failed", reason=f"error: ray task failed: {type(error).__name__}")
+        try:
+            record_outcome(self.store, Claim.of(run), outcome, run["checkpoint"])
+        except ClaimLostError:
+            self.on_run("lost", run)
+            return
+        self.on_run("end", self.store.run(run["run_id"]))
+
+
+def _claimer(
+    store: Store, study: StudyDefinition, retry_failed_before: datetime | None, driver: _Driver
+) -> Claimer:
+    """What hands out the next run: the store's queue, or an adaptive study's policy."""
     worker = default_worker()
-    in_flight: dict[Any, dict[str, Any]] = {}
-    claim_next: Callable[[], dict[str, Any] | None] = functools.partial(
-        store.claim_next, study.name, worker, retry_failed_before=retry_failed_before
-    )
-    if study.adaptive:  # the policy hands out runs; tasks report no epochs: no early stops
-        from paramsplit.study.adaptive import AdaptiveScheduler
+    if not study.adaptive:
+        return functools.partial(
+            store.claim_next, study.name, worker, retry_failed_before=retry_failed_before
+        )
+    # Tasks report no epochs: no early stops under Ray.
+    from paramsplit.study.adaptive import AdaptiveScheduler
 
-        scheduler = AdaptiveScheduler(store, study.name, worker, early=False)
-
-        def claim_adaptive() -> dict[str, Any] | None:
-            return scheduler.claim(wait=not in_flight)  # wait only with nothing to collect
-
-        claim_next = claim_adaptive
-    while True:
-        while len(in_flight) < capacity:
-            run = claim_next()
-            if run is None:
-                break
-            if on_run is not None:
-                on_run("start", run)
-            checkpoint = checkpoint_dir / f"{run['run_id']}.pt" if checkpoint_dir else None
-            run["checkpoint"] = checkpoint
-            spec = run["spec"]
-            measure = study.measurement_for(spec["seed"])
-            ref = train_task.remote(spec, dataset_refs[spec["dataset"]], checkpoint, measure)
-            in_flight[ref] = run
-        if not in_flight:
-            break
-        ready, _ = ray.wait(list(in_flight), num_returns=1, timeout=HEARTBEAT_S)
-        for ref, run in list(in_flight.items()):
-            if ref not in ready and not store.heartbeat(Claim.of(run)):
-                ray.cancel(ref, force=True)  # another driver has the run now
-                del in_flight[ref]
-                if on_run is not None:
-                    on_run("lost", run)
-        for ref in ready:
-            run = in_flight.pop(ref)
-            try:
-                outcome: Outcome = ray.get(ref)
-            except Exception as error:  # the task itself died (worker lost, OOM-killed)
-                reason = f"error: ray task failed: {type(error).__name__}"
-                outcome = Outcome("failed", reason=reason)
-            try:
-                record_outcome(store, Claim.of(run), outcome, run["checkpoint"])
-            except ClaimLostError:
-                if on_run is not None:
-                    on_run("lost", run)
-                continue
-            if on_run is not None:
-                on_run("end", store.run(run["run_id"]))
-    return store.status_counts(study.name)
+    scheduler = AdaptiveScheduler(store, study.name, worker, early=False)
+    # Wait for the policy only with nothing to collect.
+    return lambda: scheduler.claim(wait=not driver.in_flight)
