@@ -213,6 +213,7 @@ def test_recommend_json_for_an_unmeasured_budget(db):
         (["--max-train-time", "soon"], "cannot parse duration 'soon'"),
         (["--objective", "speed"], "unknown objective 'speed'; allowed: accuracy"),
         (["--min-accuracy", "120"], "--min-accuracy is a percentage in [0, 100], got 120"),
+        (["--batch", "0"], "--batch must be at least 1, got 0"),
         (["--study", "nope"], "unknown study 'nope'"),
     ],
 )

@@ -22,6 +22,7 @@ from torch import Tensor
 
 from paramsplit.errors import ConfigError
 from paramsplit.models import build_model
+from paramsplit.train.device import memory_format, synchronize
 from paramsplit.train.executors import Executor
 
 DEFAULT_BATCH_SIZES = (1, 256)
@@ -41,11 +42,6 @@ class InferenceMeasurement:
     throughput_images_per_s: float
     batch_size_throughput: int
     repeats: int
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def time_in_rounds(
@@ -69,17 +65,17 @@ def time_in_rounds(
     for predict in predicts:
         for _ in range(warmup):
             predict(images)
-    _sync(device)
+    synchronize(device)
     times_s: list[list[float]] = [[] for _ in predicts]
     spent_s = 0.0
     rounds = 0
     while rounds < min_rounds or (rounds < max_rounds and spent_s < budget_s * len(predicts)):
         for offset in range(len(predicts)):
             index = (rounds + offset) % len(predicts)
-            _sync(device)
+            synchronize(device)
             began = time.perf_counter()
             predicts[index](images)
-            _sync(device)
+            synchronize(device)
             times_s[index].append(time.perf_counter() - began)
             spent_s += times_s[index][-1]
         rounds += 1
@@ -209,14 +205,12 @@ def loop_predictor(executor: Executor) -> Predict:
 
     Shape: [B, C, H, W] -> [B, k, classes]
     """
-    memory_format = (
-        torch.channels_last if executor.config.channels_last else torch.contiguous_format
-    )
+    layout = memory_format(executor.config)
     networks = []
     for state in executor.member_states():
         network = build_model(executor.arch, executor.input_spec, device=executor.device)
         network.load_state_dict(state)
-        networks.append(network.to(memory_format=memory_format).eval())
+        networks.append(network.to(memory_format=layout).eval())
 
     def predict(images: Tensor) -> Tensor:
         with torch.no_grad(), executor.autocast():

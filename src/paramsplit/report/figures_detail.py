@@ -15,6 +15,7 @@ from paramsplit.report.canvas import (
     png_of,
 )
 from paramsplit.report.text import short_budget
+from paramsplit.specs import class_label, class_order
 
 MAX_CURVE_PANELS = 4  # more budgets than this make panels too small to read
 
@@ -28,13 +29,11 @@ def _spread_pick(items: list[tuple[str, str, int]], count: int) -> list[tuple[st
 
 
 def _curve_panel(ax: Axes, curves: list[DesignCurve], legend: bool) -> None:
-    order = {"single": 0, "deq": 1, "weq": 2}
-    for curve in sorted(curves, key=lambda c: (order.get(c.key[3], 3), c.key[4])):
+    for curve in sorted(curves, key=lambda c: (class_order(c.key[3]), c.key[4])):
         design_class, k = curve.key[3], curve.key[4]
         look = look_of(design_class, k)
-        label = "single" if design_class == "single" else f"{design_class} k={k}"
         ax.plot(
-            curve.epochs, [v * 100 for v in curve.val_accuracy], label=label,
+            curve.epochs, [v * 100 for v in curve.val_accuracy], label=class_label(design_class, k),
             color=look.colour, linestyle=look.linestyle, linewidth=look.linewidth,
         )  # fmt: skip
     # Zoom on the last two thirds of training, where the designs part ways: the first climb
