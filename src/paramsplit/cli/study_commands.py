@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,13 +20,9 @@ if TYPE_CHECKING:  # type names only: `status` must not import torch
 DbOption = Annotated[str, typer.Option("--db", help="SQLite path or SQLAlchemy URL.")]
 
 
-def _study_name(definition: dict[str, Any]) -> str:
-    # What is measured or kept is not what is studied: `--measure none` resumes the same
-    # study, and names derived before those fields existed still find their study.
-    studied = {k: v for k, v in definition.items() if k not in ("measure", "keep_weights")}
-    digest = hashlib.sha256(json.dumps(studied, sort_keys=True).encode()).hexdigest()[:8]
-    source = "+".join(definition["families"]) or "singles"
-    return f"{source}-{'+'.join(definition['datasets'])}-{digest}"
+def _study_name(study: StudyDefinition) -> str:
+    source = "+".join(study.families) or "singles"
+    return f"{source}-{'+'.join(study.datasets)}-{study.digest()}"
 
 
 def run(
@@ -249,8 +243,7 @@ def _study_from_flags(
     )
     if name:
         return study
-    # Hashed as it always was, with an empty name: earlier runs of these flags find their study.
-    return dataclasses.replace(study, name=_study_name({**study.to_dict(), "name": ""}))
+    return dataclasses.replace(study, name=_study_name(study))
 
 
 def _located(error: ParamSplitError, study_file: str | None) -> ParamSplitError:
