@@ -97,6 +97,10 @@ def test_report_prints_the_answer_and_writes_the_html_report(db, tmp_path):
     assert "build 2x resnet-20-4" in out
     assert f"report: {html}" in " ".join(out.split())
     assert html.is_file() and "<html" in html.read_text()
+    # The page reads the same numbers as the terminal: decimals, and memory in binary units.
+    page = html.read_text()
+    assert ">97.80 ± 0.30<" in page
+    assert "memory (MiB)" in page and "(MB)" not in page and " MB" not in page
 
 
 def test_report_prints_the_params_ratio_with_every_comparison(tmp_path):

@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from paramsplit.quantities import format_bytes
+
 if TYPE_CHECKING:  # type names only: rendering must not import torch
     from paramsplit.families import FamilyInfo
     from paramsplit.planner import PlannedDesign
@@ -38,16 +40,6 @@ def format_flops(value: int | None) -> str:
         if value >= scale:
             return f"{value / scale:.3g} {unit}"
     return f"{value} FLOP"
-
-
-def format_bytes(value: int | None) -> str:
-    if value is None:
-        return "—"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if value >= scale:
-            amount = value / scale  # 1000-1023 MiB: not "1e+03 MiB"
-            return f"{amount:.3g} {unit}" if amount < 999.5 else f"{amount:.0f} {unit}"
-    return f"{value} B"
 
 
 def render_families(families: Sequence[FamilyInfo]) -> None:

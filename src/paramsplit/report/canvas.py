@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from paramsplit.analysis import DesignSummary
-from paramsplit.report.text import short_budget
+from paramsplit.analysis.text import short_budget
 from paramsplit.specs import class_order
 
 DPI = 100  # figure sizes below are in inches: 7 × 4.5 in is 700 × 450 px

@@ -16,6 +16,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from paramsplit.analysis import Analysis, DesignSummary, HeatMap, Switchover
+from paramsplit.analysis.text import short_budget
 from paramsplit.report.canvas import (
     CLASS_COLOURS,
     NO_DATA_COLOUR,
@@ -29,7 +30,6 @@ from paramsplit.report.canvas import (
     png_of,
 )
 from paramsplit.report.figures_detail import cost_ratio_figure, curves_figure
-from paramsplit.report.text import short_budget
 
 
 def _mark_est(ax: Axes, switchover: Switchover, designs: list[DesignSummary]) -> None:

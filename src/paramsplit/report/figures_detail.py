@@ -8,13 +8,13 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
 from paramsplit.analysis import Analysis, Comparison, DesignCurve
+from paramsplit.analysis.text import short_budget
 from paramsplit.report.canvas import (
     blank_figure,
     look_of,
     panels,
     png_of,
 )
-from paramsplit.report.text import short_budget
 from paramsplit.specs import class_label, class_order
 
 MAX_CURVE_PANELS = 4  # more budgets than this make panels too small to read

@@ -17,9 +17,9 @@ from paramsplit.analysis import (
     Stat,
     TimeToTarget,
 )
-from paramsplit.quantities import format_budget
-from paramsplit.report.text import (
-    BYTES_PER_MB,
+from paramsplit.analysis.text import (
+    BYTES_PER_MEMORY_UNIT,
+    MEMORY_UNIT,
     MISSING,
     accuracy_text,
     cost_text,
@@ -32,6 +32,7 @@ from paramsplit.report.text import (
     ratio_text,
     time_text,
 )
+from paramsplit.quantities import format_budget
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ def accuracy_cell(stat: Stat | None) -> Cell:
 
 
 def memory_cell(stat: Stat | None) -> Cell:
-    return cost_cell(stat, 1 / BYTES_PER_MB)
+    return cost_cell(stat, 1 / BYTES_PER_MEMORY_UNIT)
 
 
 def budget_cell(params: int) -> Cell:
@@ -99,8 +100,8 @@ def designs_table(analysis: Analysis) -> Table:
         "training time (s)",
         "time per epoch (s)",
         "latency, batch 1 (ms)",
-        "training memory (MB)",
-        "inference memory (MB)",
+        f"training memory ({MEMORY_UNIT})",
+        f"inference memory ({MEMORY_UNIT})",
         "Pareto",
     ]
     rows: list[tuple[DesignSummary, list[Cell]]] = []
