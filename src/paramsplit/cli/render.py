@@ -21,7 +21,12 @@ if TYPE_CHECKING:  # type names only: rendering must not import torch
 # Piped output gets room for a plan's columns instead of rich's 80-column default.
 _PIPE_WIDTH = 140
 console = Console(highlight=False, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
-error_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 400)
+# An error is one line (see STYLE.md): piped or captured stderr gets room for the longest
+# message with its paths, so that rich never wraps it into two.
+_ERROR_PIPE_WIDTH = 400
+error_console = Console(
+    stderr=True, highlight=False, width=None if sys.stderr.isatty() else _ERROR_PIPE_WIDTH
+)
 
 
 def print_json(data: Any) -> None:
@@ -113,8 +118,9 @@ def render_description(data: dict[str, Any]) -> None:
         table.add_row(label, value)
     console.print(table)
     console.print(
-        "FLOPs: forward convolutions and linear layers, 2 per multiply-accumulate "
-        "(torch FlopCounterMode). Memory: peak bytes of live tensors in one steady-state SGD "
+        "FLOPs: forward convolutions and linear layers, 2 per multiply-accumulate, summed "
+        "from each layer's shape (as torch's FlopCounterMode counts them). Memory: peak bytes "
+        "of live tensors in one steady-state SGD "
         "step (or one inference call), counted exactly without allocating; the breakdown is "
         "at the peak (of all networks at once). Allocator slack, library code and the "
         "interpreter are not included.",
@@ -183,8 +189,9 @@ def render_plan(
         "vs budget = total / budget; vs |S| = total / the single network's parameters, which "
         f"every ensemble is matched to ({num_counted} candidate members counted exactly). "
         "Dotted widths (resnet-56-8.16.31) give each stage's channels, or each dense block's "
-        "growth rate. FLOPs: forward, all members, 2 per multiply-accumulate (torch "
-        "FlopCounterMode). Training memory: peak bytes of live tensors in one SGD step at "
+        "growth rate. FLOPs: forward, all members, 2 per multiply-accumulate, summed from each "
+        "layer's shape (as torch's FlopCounterMode counts them). Training memory: peak bytes "
+        "of live tensors in one SGD step at "
         f"batch {next((m['train_batch_size'] for m in memory if m), '—')}, counted exactly "
         "(weights, gradients, momentum, batch, activations, temporaries).",
         style="dim",

@@ -25,6 +25,10 @@ from paramsplit.models import build_model
 from paramsplit.train.device import memory_format, synchronize
 from paramsplit.train.executors import Executor
 
+# Batch 1: the latency one request waits, which the answer compares. 256: throughput, at a
+# batch whose per-call overhead is small beside the work for the CIFAR-sized networks here,
+# while its inference memory stays a third of a training step's at the default batch of 128
+# (resnet-20, 3×32×32: 68 against 198 MiB, by `paramsplit describe`).
 DEFAULT_BATCH_SIZES = (1, 256)
 DEFAULT_WARMUP = 3
 DEFAULT_REPEATS = 50  # the most timed repetitions per batch size
@@ -57,7 +61,8 @@ def time_in_rounds(
     """Seconds of each predict function's call in every round: `[function][round]`.
 
     Each round calls every function once, so a host that speeds up or slows down mid-way
-    (REFERENCE: up to 1.9× within an hour) shifts all of them alike, and the ratio of two
+    (a 2-core development host drifted up to 1.9× within an hour, with nothing to see in
+    /proc/stat) shifts all of them alike, and the ratio of two
     functions' times in one round is measured side by side. Each round starts one function
     further on, so no function always runs right after the same neighbour. Rounds stop once
     `max_rounds` ran or `budget_s` per function is spent, never before `min_rounds`.

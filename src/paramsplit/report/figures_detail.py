@@ -8,6 +8,7 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
 from paramsplit.analysis import Analysis, Comparison, DesignCurve
+from paramsplit.analysis.compare import COST_METRICS
 from paramsplit.analysis.text import short_budget
 from paramsplit.report.canvas import (
     blank_figure,
@@ -69,11 +70,15 @@ def curves_figure(analysis: Analysis) -> bytes:
     return png_of(figure)
 
 
-COST_BARS = (  # (Comparison.cost_ratios key, legend label, colour)
-    ("epoch_time_s", "time per epoch", "#56B4E9"),
-    ("latency_ms_batch1", "latency, batch 1", "#D55E00"),
-    ("peak_train_memory_bytes", "training memory", "#009E73"),
-    ("peak_inference_memory_bytes", "inference memory", "#CC79A7"),
+# The costs drawn as bars, in Okabe–Ito colours (told apart with any colour vision).
+BAR_COLOURS = {
+    "epoch_time_s": "#56B4E9",
+    "latency_ms_batch1": "#D55E00",
+    "peak_train_memory_bytes": "#009E73",
+    "peak_inference_memory_bytes": "#CC79A7",
+}
+COST_BARS = tuple(  # (Comparison.cost_ratios key, legend label, colour)
+    (key, COST_METRICS[key], colour) for key, colour in BAR_COLOURS.items()
 )
 RATIO_TICKS = (0.1, 0.2, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 10, 20, 50, 100)
 

@@ -17,6 +17,7 @@ from paramsplit.analysis import (
     Stat,
     TimeToTarget,
 )
+from paramsplit.analysis.compare import COST_METRICS
 from paramsplit.analysis.text import (
     BYTES_PER_MEMORY_UNIT,
     MEMORY_UNIT,
@@ -149,13 +150,8 @@ def _time_cell(time: TimeToTarget | None) -> Cell:
     return num(time_text(time), None if time is None else time.median_s)
 
 
-COMPARISON_RATIOS = (  # (Comparison.cost_ratios key, header)
-    ("train_time_s", "training time (×)"),
-    ("epoch_time_s", "time per epoch (×)"),
-    ("latency_ms_batch1", "latency (×)"),
-    ("peak_train_memory_bytes", "training memory, all k at once (×)"),
-    ("loop_train_memory_bytes", "training memory, one at a time (×)"),
-    ("peak_inference_memory_bytes", "inference memory (×)"),
+COMPARISON_RATIOS = tuple(  # (Comparison.cost_ratios key, header)
+    (key, f"{label} (×)") for key, label in COST_METRICS.items()
 )
 
 
