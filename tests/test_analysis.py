@@ -679,7 +679,7 @@ def test_recommend_refuses_mixed_results_and_unknown_objectives():
         recommend(analyse("s", records).designs, 20_000)
     with pytest.raises(UsageError, match="unknown objective 'speed'; allowed: accuracy"):
         recommend(analyse("s", measured_study()).designs, 20_000, objective="speed")
-    with pytest.raises(UsageError, match="--batch must be at least 1"):
+    with pytest.raises(UsageError, match="batch_size must be at least 1, got 0"):
         Constraints(batch_size=0)
     empty = recommend([], 20_000)
     assert empty.choice is None and "run a study first" in empty.notes[0]
@@ -750,6 +750,19 @@ def test_recommend_breaks_an_accuracy_tie_by_training_time():
     records += seeds(10_000, "weq", 2, tuple(n / 360 for n in (330, 331, 338)), train_time_s=10)
     answer = recommend(analyse("s", records).designs, 10_000)
     assert answer.choice is not None and answer.choice.label == "weq k=2"
+
+
+def test_recommend_ties_accuracies_by_the_same_rule_as_a_win():
+    # 2e-7 apart, within the tie tolerance, yet on either side of a multiple of it: a rule
+    # that rounds to the tolerance would rank weq first; the tie goes to the faster deq.
+    records = [run(10_000, "deq", 2, accuracy=0.5000004, train_time_s=10.0)]
+    records += [run(10_000, "weq", 2, accuracy=0.5000006, train_time_s=30.0)]
+    records += [run(10_000, accuracy=0.5000006)]
+    analysis = analyse("s", records)
+    answer = recommend(analysis.designs, 10_000)
+    assert answer.choice is not None and answer.choice.label == "deq k=2"
+    verdicts = {row.ensemble.label: row.verdict() for row in analysis.comparisons}
+    assert verdicts == {"deq k=2": "tie", "weq k=2": "tie"}
 
 
 def test_a_run_asked_for_at_two_budgets_counts_once_but_compares_at_both():

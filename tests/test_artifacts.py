@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import sqlite3
+import stat
 from pathlib import Path
 
 import pytest
@@ -23,14 +24,10 @@ from paramsplit.export import build_ensemble
 from paramsplit.specs import TrainConfig, parse_design
 from paramsplit.store import SCHEMA_VERSION, Store
 from paramsplit.study import StudyDefinition, register_study, run_study
-from paramsplit.study.artifacts import (
-    artifacts_dir_for,
-    load_run_weights,
-    write_atomically,
-    write_run_weights,
-)
+from paramsplit.study.artifacts import artifacts_dir_for, load_run_weights, write_run_weights
 from paramsplit.study.file import load_study_file
 from paramsplit.train import train_design
+from paramsplit.train.checkpoint import write_atomically
 
 runner = CliRunner()
 
@@ -156,16 +153,25 @@ def test_a_missing_or_altered_file_is_a_one_line_error_naming_the_run(tmp_path, 
 
 def test_a_failed_atomic_write_leaves_the_old_file_and_no_temporary_one(tmp_path, monkeypatch):
     path = tmp_path / "weights" / "run.safetensors"
-    write_atomically(path, b"old")
+    write_atomically(path, [b"old"])
 
     def fail(*args):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.raises(OSError, match="No space left"):
-        write_atomically(path, b"new")
+        write_atomically(path, [b"new"])
     assert os.listdir(path.parent) == ["run.safetensors"]
     assert path.read_bytes() == b"old"
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600  # private unless asked: a checkpoint
+
+
+def test_kept_weights_are_readable_by_all_where_checkpoints_are_private(tmp_path):
+    write_atomically(tmp_path / "shared.safetensors", [b"weights"], mode=0o644)
+    write_atomically(tmp_path / "run.pt", [b"check", b"point"])
+    assert stat.S_IMODE((tmp_path / "shared.safetensors").stat().st_mode) == 0o644
+    assert (tmp_path / "run.pt").read_bytes() == b"checkpoint"
+    assert stat.S_IMODE((tmp_path / "run.pt").stat().st_mode) == 0o600
 
 
 def test_a_run_whose_weights_cannot_be_written_is_still_recorded(

@@ -97,6 +97,10 @@ def test_report_prints_the_answer_and_writes_the_html_report(db, tmp_path):
     assert "build 2x resnet-20-4" in out
     assert f"report: {html}" in " ".join(out.split())
     assert html.is_file() and "<html" in html.read_text()
+    # The page reads the same numbers as the terminal: decimals, and memory in binary units.
+    page = html.read_text()
+    assert ">97.80 ± 0.30<" in page
+    assert "memory (MiB)" in page and "(MB)" not in page and " MB" not in page
 
 
 def test_report_prints_the_params_ratio_with_every_comparison(tmp_path):
@@ -213,6 +217,7 @@ def test_recommend_json_for_an_unmeasured_budget(db):
         (["--max-train-time", "soon"], "cannot parse duration 'soon'"),
         (["--objective", "speed"], "unknown objective 'speed'; allowed: accuracy"),
         (["--min-accuracy", "120"], "--min-accuracy is a percentage in [0, 100], got 120"),
+        (["--batch", "0"], "--batch must be at least 1, got 0"),
         (["--study", "nope"], "unknown study 'nope'"),
     ],
 )

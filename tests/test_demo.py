@@ -6,6 +6,7 @@ smaller study goes through the same code: plan, train, measure, store, analyse, 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -27,6 +28,14 @@ def tiny_demo(monkeypatch):
     monkeypatch.setattr(demo_settings, "DEMO_SEEDS", (0, 1))
     monkeypatch.setattr(demo_settings, "DEMO_CONFIG", TrainConfig(epochs=1, batch_size=128))
     monkeypatch.setattr(demo_settings, "DEMO_QUESTION_BUDGET", 8_000)
+
+
+def test_the_demo_names_its_study_by_the_rule_paramsplit_run_uses():
+    study = demo_settings.demo_study()
+    assert study.name == f"demo-resnet-digits-{study.digest()}"
+    # What is measured is not what is studied, for the demo as for `paramsplit run`.
+    assert dataclasses.replace(study, measure="none").digest() == study.digest()
+    assert dataclasses.replace(study, seeds=(0,)).digest() != study.digest()
 
 
 @pytest.mark.slow

@@ -8,7 +8,13 @@ from hypothesis import strategies as st
 
 import paramsplit as ps
 from paramsplit.errors import UsageError
-from paramsplit.quantities import parse_bytes, parse_duration_s, parse_tolerance, split_budgets
+from paramsplit.quantities import (
+    format_bytes,
+    parse_bytes,
+    parse_duration_s,
+    parse_tolerance,
+    split_budgets,
+)
 
 # --- budgets ------------------------------------------------------------------------------
 
@@ -147,3 +153,20 @@ def test_bad_durations_and_sizes_are_refused_with_the_allowed_units():
         parse_bytes("4 parsecs")
     with pytest.raises(UsageError, match="memory size must be positive, got '0GB'"):
         parse_bytes("0GB")
+
+
+@pytest.mark.parametrize(
+    ("size_bytes", "text"),
+    [
+        (None, "—"),
+        (512, "512 B"),
+        (1536, "1.5 KiB"),
+        (3 * 2**20, "3 MiB"),
+        (1023 * 2**20, "1023 MiB"),  # not "1.02e+03 MiB"
+        (int(1.25 * 2**30), "1.25 GiB"),
+    ],
+)
+def test_sizes_are_written_in_binary_units(size_bytes, text):
+    assert format_bytes(size_bytes) == text
+    if size_bytes is not None and size_bytes >= 1024:
+        assert parse_bytes(text.replace(" ", "")) == pytest.approx(size_bytes, rel=5e-3)

@@ -127,7 +127,7 @@ def test_the_page_says_the_answer_and_how_to_read_it(
 def test_numeric_headers_name_their_units(page: str) -> None:
     headers = PageParts(page).headers
     designs = " ".join(headers["designs"])
-    for unit in ("(%)", "(s)", "(ms)", "(MB)", "(params)"):
+    for unit in ("(%)", "(s)", "(ms)", "(MiB)", "(params)"):
         assert unit in designs
     assert sum("(×)" in h for h in headers["comparisons"]) >= 6
 
@@ -170,7 +170,7 @@ def test_unmatched_comparisons_and_gaps_are_shown_and_counted() -> None:
 
 
 def test_numbers_sort_by_value_not_by_text(page: str) -> None:
-    # '93.4 ± 0.3' shows, 93.4... sorts: every numeric cell carries its value, or '' when
+    # '93.40 ± 0.30' shows, 93.4... sorts: every numeric cell carries its value, or '' when
     # not measured.
     cells = [attrs for tag, attrs in PageParts(page).tags if tag == "td" and "data-sort" in attrs]
     assert cells

@@ -7,6 +7,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import paramsplit as ps
+from paramsplit.specs import class_label, class_order, design_name, time_to_accuracy_s
 
 # --- architectures ------------------------------------------------------------------------
 
@@ -141,6 +142,29 @@ def test_parse_design():
 def test_design_name_round_trips(num_members, member):
     design = ps.DesignSpec.of(num_members, member)
     assert ps.parse_design(design.name) == design
+
+
+@given(st.integers(min_value=1, max_value=64), arch_specs())
+def test_a_design_is_named_from_its_member_count_and_member_by_one_rule(num_members, member):
+    # The store, the analysis and `measure` name a design from (k, member name) alone.
+    name = design_name(num_members, member.name)
+    assert name == ps.DesignSpec.of(num_members, member).name
+    assert ps.parse_design(name).num_members == num_members
+
+
+def test_design_classes_sort_single_deq_weq_and_are_labelled_with_k():
+    classes = ["weq", "other", "single", "deq"]
+    assert sorted(classes, key=class_order) == ["single", "deq", "weq", "other"]
+    assert class_label("single", 1) == "single"
+    assert class_label("deq", 4) == "deq k=4"
+    assert class_label(ps.DesignClass.WEQ, 2) == "weq k=2"
+
+
+def test_time_to_accuracy_is_the_training_time_of_the_first_epoch_at_the_target():
+    curve = [(0.5, 1.0), (None, 2.0), (0.8, 3.0), (0.9, 4.0)]
+    assert time_to_accuracy_s(curve, 0.8) == 3.0  # reaching the target counts
+    assert time_to_accuracy_s(curve, 0.6) == 3.0  # an epoch not validated is skipped
+    assert time_to_accuracy_s(curve, 0.95) is None
 
 
 @given(st.integers(min_value=2, max_value=64), arch_specs())

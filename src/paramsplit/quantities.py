@@ -1,7 +1,8 @@
 """Quantities users type, parsed in one place: parameter budgets ('1.5M'), member counts
 ('2,4,8'), matching tolerances ('0.9,1.0'), durations ('1h', '90s') and sizes ('4GB', '512MiB').
 
-Budgets round-trip: `parse_budget(format_budget(n)) == n`.
+Budgets round-trip: `parse_budget(format_budget(n)) == n`. Budgets and sizes are also
+written back here (`format_budget`, `format_bytes`), so the terminal and the report agree.
 """
 
 from __future__ import annotations
@@ -149,3 +150,18 @@ def parse_duration_s(text: str) -> float:
 def parse_bytes(text: str) -> int:
     """Bytes in '4GB', '512MiB', '1.5GB' or a plain number of bytes."""
     return int(_parse(text, _BYTE_UNITS, "memory size", "'4GB' or '512MiB'"))
+
+
+BYTES_PER_MIB = 2**20
+
+
+def format_bytes(value: int | None) -> str:
+    """Bytes in binary units, as torch and nvidia-smi report memory: '1.5 MiB', '12 KiB';
+    '—' for a size not measured. One rule for the terminal and the report."""
+    if value is None:
+        return "—"
+    for unit, scale in (("GiB", 2**30), ("MiB", BYTES_PER_MIB), ("KiB", 2**10)):
+        if value >= scale:
+            amount = value / scale  # 1000-1023 MiB: not "1e+03 MiB"
+            return f"{amount:.3g} {unit}" if amount < 999.5 else f"{amount:.0f} {unit}"
+    return f"{value} B"

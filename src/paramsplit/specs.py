@@ -8,7 +8,7 @@ user types (budgets, member counts, tolerances) are parsed in `paramsplit.quanti
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -115,6 +115,23 @@ class DesignClass(StrEnum):
 DESIGN_CLASSES = tuple(c.value for c in DesignClass)
 
 
+def class_order(design_class: str) -> int:
+    """Where a design class sorts in tables and figures: single, deq, weq, then the rest."""
+    if design_class in DESIGN_CLASSES:
+        return DESIGN_CLASSES.index(design_class)
+    return len(DESIGN_CLASSES)
+
+
+def class_label(design_class: str, num_members: int) -> str:
+    """'single', 'deq k=4', 'weq k=2': a design's class and k, as tables and figures name it."""
+    return "single" if design_class == DesignClass.SINGLE else f"{design_class} k={num_members}"
+
+
+def design_name(num_members: int, member: str) -> str:
+    """'resnet-20-6' for a single network, '4x resnet-20-3' for an ensemble of 4 members."""
+    return member if num_members == 1 else f"{num_members}x {member}"
+
+
 @dataclass(frozen=True)
 class DesignSpec:
     """A design: k architecturally identical members (k = 1 for a single network)."""
@@ -139,9 +156,7 @@ class DesignSpec:
 
     @property
     def name(self) -> str:
-        if self.num_members == 1:
-            return self.member.name
-        return f"{self.num_members}x {self.member.name}"
+        return design_name(self.num_members, self.member.name)
 
     def __str__(self) -> str:
         return self.name
@@ -327,3 +342,15 @@ class TrainConfig:
         if self.weight_decay is not None:
             return self.weight_decay
         return get_family(family).weight_decay
+
+
+def time_to_accuracy_s(
+    curve: Iterable[tuple[float | None, float | None]], target: float
+) -> float | None:
+    """Training time until validation accuracy first reached `target` (a fraction), from a
+    learning curve of (validation accuracy, training seconds so far) per epoch; None if it
+    never did. Training and the analysis of stored curves both answer with this one rule."""
+    for val_accuracy, elapsed_train_s in curve:
+        if val_accuracy is not None and val_accuracy >= target:
+            return elapsed_train_s
+    return None

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from paramsplit.analysis.designs import DesignKey, key_of
 from paramsplit.analysis.records import RunRecord
+from paramsplit.specs import class_label
 
 PairKey = tuple[str, str, str, int]  # family, dataset, design class, k
 GroupKey = tuple[str, str]  # family, dataset
@@ -23,7 +24,7 @@ GroupKey = tuple[str, str]  # family, dataset
 def pair_label(pair: PairKey) -> str:
     """'resnet on digits, deq k=4'."""
     family, dataset, design_class, k = pair
-    return f"{family} on {dataset}, {design_class} k={k}"
+    return f"{family} on {dataset}, {class_label(design_class, k)}"
 
 
 def ensemble_key(pair: PairKey, budget: int) -> DesignKey:

@@ -28,7 +28,8 @@ from paramsplit.analysis.designs import DesignKey, DesignSummary, key_of
 from paramsplit.analysis.latency import POST_TRAINING, SIDE_BY_SIDE, MeasuredLatency
 from paramsplit.analysis.matching import DEFAULT_MATCH_TOLERANCE, is_matched
 from paramsplit.analysis.records import RunRecord
-from paramsplit.analysis.stats import TIE_TOLERANCE, SeedTest, Stat, beats, seed_test
+from paramsplit.analysis.stats import SeedTest, Stat, beats, seed_test, ties
+from paramsplit.specs import time_to_accuracy_s
 
 DEFAULT_ALPHA = 0.05
 
@@ -102,7 +103,7 @@ class Comparison:
         when significant, else 'not significant', or 'too few seeds' where no outcome with
         these numbers of seeds could be."""
         if not self.wins:
-            return "tie" if abs(self.accuracy_gain) <= TIE_TOLERANCE else "loss"
+            return "tie" if ties(self.accuracy_gain, 0.0) else "loss"
         if not require_significance or self.significant:
             return "win"
         return "not significant" if self.test.enough_seeds else "too few seeds"
@@ -148,14 +149,16 @@ class Comparison:
         }
 
 
-COST_METRICS = (
-    "train_time_s",
-    "epoch_time_s",
-    "latency_ms_batch1",
-    "peak_train_memory_bytes",  # all k members at once
-    "loop_train_memory_bytes",  # one member at a time
-    "peak_inference_memory_bytes",
-)
+# The costs an ensemble is set against its single network on, and what they are called: the
+# report's tables, its figures and the Pareto front's objectives name them from here.
+COST_METRICS: dict[str, str] = {
+    "train_time_s": "training time",
+    "epoch_time_s": "time per epoch",
+    "latency_ms_batch1": "latency at batch 1",
+    "peak_train_memory_bytes": "training memory, all k at once",
+    "loop_train_memory_bytes": "training memory, one at a time",
+    "peak_inference_memory_bytes": "inference memory",
+}
 
 
 def _ratio(ensemble: Stat | None, single: Stat | None) -> float | None:
@@ -171,10 +174,7 @@ def _timed(record: RunRecord) -> bool:
 def first_time_at(record: RunRecord, target: float) -> float | None:
     """Training time until the run's validation accuracy first reached `target`; None if
     it never did."""
-    for point in record.curve:
-        if point.val_accuracy is not None and point.val_accuracy >= target:
-            return point.elapsed_train_s
-    return None
+    return time_to_accuracy_s(((p.val_accuracy, p.elapsed_train_s) for p in record.curve), target)
 
 
 def time_to_target(runs: Iterable[RunRecord], target: float) -> TimeToTarget | None:

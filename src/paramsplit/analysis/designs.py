@@ -10,6 +10,7 @@ from typing import Any
 
 from paramsplit.analysis.records import DEFAULT_ACCURACY, RunRecord
 from paramsplit.analysis.stats import Stat, stat_of
+from paramsplit.specs import class_label, class_order
 
 # A design at a budget: what the user compares. Two budgets may plan the same member, and
 # each keeps its own row (the budget is the question asked).
@@ -57,9 +58,7 @@ class DesignSummary:
     @property
     def label(self) -> str:
         """'single', 'deq k=4', 'weq k=2': the design class as the figures name it."""
-        if self.design_class == "single":
-            return "single"
-        return f"{self.design_class} k={self.num_members}"
+        return class_label(self.design_class, self.num_members)
 
     def to_dict(self) -> dict[str, Any]:
         values: dict[str, Any] = {}
@@ -87,9 +86,8 @@ def summarise(
     groups: dict[DesignKey, list[RunRecord]] = defaultdict(list)
     for record in records:
         groups[key_of(record)].append(record)
-    order = {"single": 0, "deq": 1, "weq": 2}
     summaries = []
-    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], order.get(k[3], 3), k[4])):
+    for key in sorted(groups, key=lambda k: (k[0], k[1], k[2], class_order(k[3]), k[4])):
         done = sorted(
             (r for r in groups[key] if r.done and r.accuracy(accuracy) is not None),
             key=lambda r: r.seed,

@@ -34,7 +34,7 @@ from paramsplit.analysis.latency import (
 )
 from paramsplit.analysis.matching import DEFAULT_MATCH_TOLERANCE, is_matched
 from paramsplit.analysis.records import RunRecord
-from paramsplit.analysis.stats import TIE_TOLERANCE, SeedTest, seed_test
+from paramsplit.analysis.stats import SeedTest, beats, seed_test, ties
 from paramsplit.errors import UsageError
 from paramsplit.quantities import format_budget
 
@@ -64,7 +64,7 @@ class Constraints:
                 f"got '{self.memory_execution}'"
             )
         if self.batch_size < 1:
-            raise UsageError(f"--batch must be at least 1, got {self.batch_size}")
+            raise UsageError(f"batch_size must be at least 1, got {self.batch_size}")
         for name in ("max_latency_ms", "max_train_time_s", "max_memory_bytes"):
             value = getattr(self, name)
             if value is not None and value <= 0:
@@ -156,12 +156,27 @@ def check(
     return Candidate(summary, latency, tuple(violations), latency_source)
 
 
-def _objective_key(candidate: Candidate, objective: str) -> tuple[float, ...]:
+@dataclass(frozen=True, eq=False)
+class _Accuracy:
+    """A sort key that puts the more accurate first and compares equal where `beats`
+    calls it a tie, so that the next key (training time, parameters) decides."""
+
+    mean: float
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Accuracy) and ties(self.mean, other.mean)
+
+    def __lt__(self, other: _Accuracy) -> bool:
+        return beats(self.mean, other.mean)
+
+
+def _objective_key(candidate: Candidate, objective: str) -> tuple[Any, ...]:
     """Sort key, smaller is better: the objective, then accuracy, then the cheaper to train,
-    then fewer parameters. Accuracies equal to floating-point noise tie."""
+    then fewer parameters. Accuracies within floating-point noise tie (`ties`)."""
     s = candidate.summary
-    accuracy = -round(s.accuracy.mean / TIE_TOLERANCE) * TIE_TOLERANCE
+    accuracy = _Accuracy(s.accuracy.mean)
     train_time_s = s.train_time_s.median if s.train_time_s else float("inf")
+    primary: _Accuracy | float
     if objective == "accuracy":
         primary = accuracy
     elif objective == "train-time":

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from paramsplit.errors import UsageError
+from paramsplit.specs import design_name
 
 if TYPE_CHECKING:
     from paramsplit.store import Store
@@ -90,7 +91,7 @@ class RunRecord:
     @property
     def design(self) -> str:
         """'resnet-20-6' for a single network, '4x resnet-20-3' for an ensemble."""
-        return self.member if self.num_members == 1 else f"{self.num_members}x {self.member}"
+        return design_name(self.num_members, self.member)
 
     @property
     def done(self) -> bool:

@@ -46,6 +46,11 @@ def beats(a: float, b: float) -> bool:
     return a - b > TIE_TOLERANCE
 
 
+def ties(a: float, b: float) -> bool:
+    """Neither beats the other: a and b differ by floating-point noise at most."""
+    return not beats(a, b) and not beats(b, a)
+
+
 @dataclass(frozen=True)
 class Stat:
     """A quantity over seeds. `std` is the sample standard deviation (n − 1), None for n < 2.

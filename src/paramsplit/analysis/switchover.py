@@ -34,6 +34,7 @@ from paramsplit.analysis.compare import DEFAULT_ALPHA, Comparison
 from paramsplit.analysis.matching import DEFAULT_MATCH_TOLERANCE, tolerance_text
 from paramsplit.analysis.records import RunRecord
 from paramsplit.quantities import format_budget
+from paramsplit.specs import class_label
 
 STEP_MARKS = {
     "win": "✓",
@@ -145,7 +146,7 @@ class Switchover:
 
     @property
     def label(self) -> str:
-        return f"{self.design_class} k={self.num_members}"
+        return class_label(self.design_class, self.num_members)
 
     def _headline(self) -> str:
         outcome, alpha = self.outcome, f"{self.alpha:g}"

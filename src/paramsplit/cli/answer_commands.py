@@ -17,7 +17,7 @@ from paramsplit.errors import UsageError
 
 if TYPE_CHECKING:
     from paramsplit.adaptive.answer import AdaptiveAnswer
-    from paramsplit.analysis import Analysis
+    from paramsplit.analysis import Analysis, Constraints
 
 StudyOption = Annotated[
     str | None, typer.Option("--study", help="Study name (default: the latest).")
@@ -165,6 +165,32 @@ def report(
         render_answer.render_report_files(written)
 
 
+def constraints_from_flags(
+    max_latency_ms: float | None,
+    batch: int,
+    max_train_time: str | None,
+    max_memory: str | None,
+    min_accuracy: float | None,
+    memory_execution: str = "fused",
+) -> Constraints:
+    """The analysis's constraints from what the user typed; errors name the flags."""
+    from paramsplit.analysis import Constraints
+    from paramsplit.quantities import parse_bytes, parse_duration_s
+
+    if batch < 1:
+        raise UsageError(f"--batch must be at least 1, got {batch}")
+    if min_accuracy is not None and not 0 <= min_accuracy <= 100:
+        raise UsageError(f"--min-accuracy is a percentage in [0, 100], got {min_accuracy}")
+    return Constraints(
+        max_latency_ms=max_latency_ms,
+        batch_size=batch,
+        max_train_time_s=parse_duration_s(max_train_time) if max_train_time else None,
+        max_memory_bytes=parse_bytes(max_memory) if max_memory else None,
+        min_accuracy=min_accuracy / 100 if min_accuracy is not None else None,
+        memory_execution=memory_execution,
+    )
+
+
 def recommend(
     budget: Annotated[str, typer.Option(help="Parameter budget: 1M, 250k, 2e6.")],
     max_latency_ms: Annotated[
@@ -199,19 +225,11 @@ def recommend(
     as_json: JsonFlag = False,
 ) -> None:
     """The best measured design for a budget, your constraints and objective."""
-    from paramsplit.analysis import Constraints
     from paramsplit.analysis import recommend as recommend_design
-    from paramsplit.quantities import format_budget, parse_budget, parse_bytes, parse_duration_s
+    from paramsplit.quantities import format_budget, parse_budget
 
-    if min_accuracy is not None and not 0 <= min_accuracy <= 100:
-        raise UsageError(f"--min-accuracy is a percentage in [0, 100], got {min_accuracy}")
-    constraints = Constraints(
-        max_latency_ms=max_latency_ms,
-        batch_size=batch,
-        max_train_time_s=parse_duration_s(max_train_time) if max_train_time else None,
-        max_memory_bytes=parse_bytes(max_memory) if max_memory else None,
-        min_accuracy=min_accuracy / 100 if min_accuracy is not None else None,
-        memory_execution=memory_execution,
+    constraints = constraints_from_flags(
+        max_latency_ms, batch, max_train_time, max_memory, min_accuracy, memory_execution
     )
     requested = parse_budget(budget)
     analysis = _load(db, study, alpha, accuracy=accuracy, match_tolerance=match_tolerance)

@@ -10,6 +10,7 @@ from rich import box
 from rich.table import Table
 
 from paramsplit.cli import render
+from paramsplit.cli.answer_commands import constraints_from_flags
 from paramsplit.cli.options import JsonFlag
 from paramsplit.cli.study_commands import DbOption
 from paramsplit.errors import UsageError
@@ -79,9 +80,8 @@ def export(
         raise UsageError("--out is required: the file to write, e.g. --out best.onnx")
     import torch
 
-    from paramsplit.analysis import Constraints
     from paramsplit.export import check_format, export_run, recommended_run
-    from paramsplit.quantities import parse_budget, parse_bytes, parse_duration_s
+    from paramsplit.quantities import parse_budget
     from paramsplit.store import Store
 
     check_format(format_name)  # a missing extra says so before any work
@@ -91,14 +91,8 @@ def export(
         if run_id is not None:
             run = store.run(run_id)
         else:
-            if min_accuracy is not None and not 0 <= min_accuracy <= 100:
-                raise UsageError(f"--min-accuracy is a percentage in [0, 100], got {min_accuracy}")
-            constraints = Constraints(
-                max_latency_ms=max_latency_ms,
-                batch_size=batch,
-                max_train_time_s=parse_duration_s(max_train_time) if max_train_time else None,
-                max_memory_bytes=parse_bytes(max_memory) if max_memory else None,
-                min_accuracy=min_accuracy / 100 if min_accuracy is not None else None,
+            constraints = constraints_from_flags(
+                max_latency_ms, batch, max_train_time, max_memory, min_accuracy
             )
             assert budget is not None
             _, run = recommended_run(

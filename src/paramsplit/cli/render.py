@@ -12,6 +12,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from paramsplit.quantities import format_bytes
+
 if TYPE_CHECKING:  # type names only: rendering must not import torch
     from paramsplit.families import FamilyInfo
     from paramsplit.planner import PlannedDesign
@@ -19,7 +21,12 @@ if TYPE_CHECKING:  # type names only: rendering must not import torch
 # Piped output gets room for a plan's columns instead of rich's 80-column default.
 _PIPE_WIDTH = 140
 console = Console(highlight=False, width=None if sys.stdout.isatty() else _PIPE_WIDTH)
-error_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 400)
+# An error is one line (see STYLE.md): piped or captured stderr gets room for the longest
+# message with its paths, so that rich never wraps it into two.
+_ERROR_PIPE_WIDTH = 400
+error_console = Console(
+    stderr=True, highlight=False, width=None if sys.stderr.isatty() else _ERROR_PIPE_WIDTH
+)
 
 
 def print_json(data: Any) -> None:
@@ -38,16 +45,6 @@ def format_flops(value: int | None) -> str:
         if value >= scale:
             return f"{value / scale:.3g} {unit}"
     return f"{value} FLOP"
-
-
-def format_bytes(value: int | None) -> str:
-    if value is None:
-        return "—"
-    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if value >= scale:
-            amount = value / scale  # 1000-1023 MiB: not "1e+03 MiB"
-            return f"{amount:.3g} {unit}" if amount < 999.5 else f"{amount:.0f} {unit}"
-    return f"{value} B"
 
 
 def render_families(families: Sequence[FamilyInfo]) -> None:
@@ -121,8 +118,9 @@ def render_description(data: dict[str, Any]) -> None:
         table.add_row(label, value)
     console.print(table)
     console.print(
-        "FLOPs: forward convolutions and linear layers, 2 per multiply-accumulate "
-        "(torch FlopCounterMode). Memory: peak bytes of live tensors in one steady-state SGD "
+        "FLOPs: forward convolutions and linear layers, 2 per multiply-accumulate, summed "
+        "from each layer's shape (as torch's FlopCounterMode counts them). Memory: peak bytes "
+        "of live tensors in one steady-state SGD "
         "step (or one inference call), counted exactly without allocating; the breakdown is "
         "at the peak (of all networks at once). Allocator slack, library code and the "
         "interpreter are not included.",
@@ -191,8 +189,9 @@ def render_plan(
         "vs budget = total / budget; vs |S| = total / the single network's parameters, which "
         f"every ensemble is matched to ({num_counted} candidate members counted exactly). "
         "Dotted widths (resnet-56-8.16.31) give each stage's channels, or each dense block's "
-        "growth rate. FLOPs: forward, all members, 2 per multiply-accumulate (torch "
-        "FlopCounterMode). Training memory: peak bytes of live tensors in one SGD step at "
+        "growth rate. FLOPs: forward, all members, 2 per multiply-accumulate, summed from each "
+        "layer's shape (as torch's FlopCounterMode counts them). Training memory: peak bytes "
+        "of live tensors in one SGD step at "
         f"batch {next((m['train_batch_size'] for m in memory if m), '—')}, counted exactly "
         "(weights, gradients, momentum, batch, activations, temporaries).",
         style="dim",
@@ -207,8 +206,85 @@ def _seconds(value: float | None) -> str:
     return "—" if value is None else f"{value:.2f} s"
 
 
+def _accuracy_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """Test accuracy three ways and per member, NLL and ECE, and the epoch they come from."""
+    members = summary["member_test_accuracy"] or []
+    nll, ece = summary["test_nll"], summary["test_ece"]
+    return [
+        ("test accuracy (ensemble)", _percent(summary["test_accuracy"])),
+        (
+            "  logit averaging / vote",
+            f"{_percent(summary['test_logit_accuracy'])} / "
+            f"{_percent(summary['test_vote_accuracy'])}",
+        ),
+        ("  per member", ", ".join(_percent(a) for a in members)),
+        ("test NLL / ECE", f"{nll:.4f} / {ece:.4f}" if nll is not None else "—"),
+        ("selected epoch (by val)", f"{summary['best_epoch']} of {summary['epochs_trained']}"),
+    ]
+
+
+def _training_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """Where the training time went, throughput and, if asked, the time to a target."""
+    throughput = summary["train_images_per_s"]
+    rows = [
+        (
+            "training time",
+            f"{_seconds(summary['train_time_s'])} (compute "
+            f"{_seconds(summary['compute_time_s'])}, data {_seconds(summary['data_time_s'])})",
+        ),
+        ("epoch time (median)", _seconds(summary["epoch_time_s"])),
+        ("throughput", f"{throughput:,.0f} member-images/s" if throughput else "—"),
+    ]
+    if summary["target_accuracy"] is not None:
+        rows.append(
+            (f"time to {summary['target_accuracy']:.1%} val", _seconds(summary["time_to_target_s"]))
+        )
+    return rows
+
+
+def _design_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """Size and FLOPs of the design, and the executor that trained it (with auto's timings)."""
+    timings = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["executor_step_ms"].items())
+    return [
+        (
+            "parameters",
+            f"{summary['total_params']:,} "
+            f"({summary['num_members']} × {summary['member_params']:,})",
+        ),
+        ("FLOPs / image", format_flops(summary["flops_per_image"])),
+        ("executor", f"{summary['executor']}" + (f" (measured: {timings})" if timings else "")),
+    ]
+
+
+def _measured_rows(summary: dict[str, Any]) -> list[tuple[str, str]]:
+    """Inference latency, throughput and memory measured after training (none if not)."""
+    if "latency_ms_batch1" not in summary:
+        return []
+    return [
+        (
+            "inference latency, batch 1",
+            f"{summary['latency_ms_batch1']:.2f} ms "
+            f"(plain loop {summary['loop_latency_ms_batch1']:.2f} ms)",
+        ),
+        (
+            "inference throughput",
+            f"{summary['throughput_images_per_s']:,.0f} img/s "
+            f"(plain loop {summary['loop_throughput_images_per_s']:,.0f} img/s)",
+        ),
+        (
+            "memory, train / infer",
+            f"{format_bytes(summary['peak_train_memory_bytes'])} / "
+            f"{format_bytes(summary['peak_inference_memory_bytes'])} all at once; "
+            f"{format_bytes(summary.get('loop_train_memory_bytes'))} / "
+            f"{format_bytes(summary.get('loop_inference_memory_bytes'))} one at a time "
+            f"({summary['memory_method']})",
+        ),
+        ("weights", format_bytes(summary["weights_bytes"])),
+    ]
+
+
 def render_train(summary: dict[str, Any], notes: Sequence[str] = ()) -> None:
-    """The table after `paramsplit train`."""
+    """The table after `paramsplit train`: accuracy, training, the design, measurements."""
     table = Table(
         title=f"{summary['design']} ({summary['design_class']}) on {summary['dataset']}, "
         f"seed {summary['seed']}: {summary['status']}",
@@ -218,71 +294,12 @@ def render_train(summary: dict[str, Any], notes: Sequence[str] = ()) -> None:
     )
     table.add_column(style="bold")
     table.add_column()
-    members = summary["member_test_accuracy"] or []
-    timings = ", ".join(f"{k} {v:.1f} ms" for k, v in summary["executor_step_ms"].items())
-    rows: list[tuple[str, str]] = [
-        ("test accuracy (ensemble)", _percent(summary["test_accuracy"])),
-        (
-            "  logit averaging / vote",
-            f"{_percent(summary['test_logit_accuracy'])} / "
-            f"{_percent(summary['test_vote_accuracy'])}",
-        ),
-        ("  per member", ", ".join(_percent(a) for a in members)),
-        (
-            "test NLL / ECE",
-            f"{summary['test_nll']:.4f} / {summary['test_ece']:.4f}"
-            if summary["test_nll"] is not None
-            else "—",
-        ),
-        ("selected epoch (by val)", f"{summary['best_epoch']} of {summary['epochs_trained']}"),
-        (
-            "training time",
-            f"{_seconds(summary['train_time_s'])} (compute "
-            f"{_seconds(summary['compute_time_s'])}, data {_seconds(summary['data_time_s'])})",
-        ),
-        ("epoch time (median)", _seconds(summary["epoch_time_s"])),
-        (
-            "throughput",
-            f"{summary['train_images_per_s']:,.0f} member-images/s"
-            if summary["train_images_per_s"]
-            else "—",
-        ),
+    rows = [
+        *_accuracy_rows(summary),
+        *_training_rows(summary),
+        *_design_rows(summary),
+        *_measured_rows(summary),
     ]
-    if summary["target_accuracy"] is not None:
-        rows.append(
-            (f"time to {summary['target_accuracy']:.1%} val", _seconds(summary["time_to_target_s"]))
-        )
-    rows += [
-        (
-            "parameters",
-            f"{summary['total_params']:,} "
-            f"({summary['num_members']} × {summary['member_params']:,})",
-        ),
-        ("FLOPs / image", format_flops(summary["flops_per_image"])),
-        ("executor", f"{summary['executor']}" + (f" (measured: {timings})" if timings else "")),
-    ]
-    if "latency_ms_batch1" in summary:
-        rows += [
-            (
-                "inference latency, batch 1",
-                f"{summary['latency_ms_batch1']:.2f} ms "
-                f"(plain loop {summary['loop_latency_ms_batch1']:.2f} ms)",
-            ),
-            (
-                "inference throughput",
-                f"{summary['throughput_images_per_s']:,.0f} img/s "
-                f"(plain loop {summary['loop_throughput_images_per_s']:,.0f} img/s)",
-            ),
-            (
-                "memory, train / infer",
-                f"{format_bytes(summary['peak_train_memory_bytes'])} / "
-                f"{format_bytes(summary['peak_inference_memory_bytes'])} all at once; "
-                f"{format_bytes(summary.get('loop_train_memory_bytes'))} / "
-                f"{format_bytes(summary.get('loop_inference_memory_bytes'))} one at a time "
-                f"({summary['memory_method']})",
-            ),
-            ("weights", format_bytes(summary["weights_bytes"])),
-        ]
     if summary["reason"]:
         rows.append(("reason", summary["reason"]))
     for label, value in rows:

@@ -8,9 +8,10 @@ from rich import box
 from rich.markup import escape
 from rich.table import Table
 
+from paramsplit.analysis import text
 from paramsplit.analysis.records import ACCURACY_NAMES
-from paramsplit.cli.render import console, format_bytes
-from paramsplit.quantities import format_budget
+from paramsplit.cli.render import console
+from paramsplit.quantities import format_budget, format_bytes
 
 if TYPE_CHECKING:  # type names only: rendering must not import torch
     from paramsplit.analysis import (
@@ -25,45 +26,34 @@ if TYPE_CHECKING:  # type names only: rendering must not import torch
     from paramsplit.report import ReportFiles
 
 
+# Numbers read as in the report (`paramsplit.analysis.text`); the terminal has no column
+# units, so its cells carry them.
+
+
 def accuracy_text(stat: Stat | None) -> str:
     """'99.16 ± 0.12 % (3)': mean ± std over seeds, with the number of seeds."""
-    if stat is None:
-        return "—"
-    spread = f" ± {100 * stat.std:.2f}" if stat.std is not None else ""
-    return f"{100 * stat.mean:.2f}{spread} % ({stat.n})"
+    return text.MISSING if stat is None else f"{text.accuracy_text(stat)} % ({stat.n})"
 
 
-def _median(stat: Stat | None, unit: str, digits: int = 3) -> str:
-    return "—" if stat is None else f"{stat.median:.{digits}g} {unit}"
+def _median(stat: Stat | None, unit: str) -> str:
+    return text.MISSING if stat is None else f"{text.cost_text(stat)} {unit}"
 
 
 def _memory(stat: Stat | None) -> str:
-    return "—" if stat is None else format_bytes(int(stat.median))
+    return text.MISSING if stat is None else format_bytes(int(stat.median))
 
 
-def _ratio(value: float | None) -> str:
-    return "—" if value is None else f"{value:.2f}×"
+_ratio = text.ratio_text
+_interval = text.interval_text
 
 
 def _points(gain: float) -> str:
-    return f"{round(100 * gain, 2) + 0.0:+.2f} pt"  # + 0.0: a rounded -0.00 prints as +0.00
-
-
-def _p(value: float | None) -> str:
-    return "—" if value is None else f"{value:.3f}" if value >= 0.001 else "<0.001"
-
-
-def _interval(test: SeedTest) -> str:
-    """'[+0.12, +0.88]' in points; an unbounded side is −∞ or +∞ (too few seeds to bound
-    it)."""
-    low = "−∞" if test.gain_low is None else _points(test.gain_low).removesuffix(" pt")
-    high = "+∞" if test.gain_high is None else _points(test.gain_high).removesuffix(" pt")
-    return f"[{low}, {high}]"
+    return f"{text.points_text(gain)} pt"
 
 
 def _p_with_floor(test: SeedTest) -> str:
     """'0.167 (≥ 0.167)': the p-value and the smallest these numbers of seeds allow."""
-    return f"{_p(test.p_value)} (≥ {_p(test.smallest_p_value)})"
+    return f"{text.p_value_text(test.p_value)} (≥ {text.p_value_text(test.smallest_p_value)})"
 
 
 def _result(row: Comparison) -> str:
@@ -76,8 +66,8 @@ def _result(row: Comparison) -> str:
 
 def _time_text(time: TimeToTarget | None) -> str:
     if time is None:
-        return "—"
-    shown = "never" if time.median_s is None else f"{time.median_s:.3g} s"
+        return text.MISSING
+    shown = "never" if time.median_s is None else f"{text.number(time.median_s)} s"
     return f"{shown} {time.reached_text}"
 
 
@@ -85,9 +75,9 @@ def _time_to_target(row: Comparison) -> str:
     """'2.1 s 3/3 vs 3 s 2/3 (1.43×)': ensemble, then single, to the same target, with the
     seeds that reached it."""
     if row.target_val_accuracy is None or row.ensemble_time is None:
-        return "—"
-    text = f"{_time_text(row.ensemble_time)} vs {_time_text(row.single_time)}"
-    return text + (f" ({row.speedup:.2f}×)" if row.speedup is not None else "")
+        return text.MISSING
+    both = f"{_time_text(row.ensemble_time)} vs {_time_text(row.single_time)}"
+    return both + (f" ({_ratio(row.speedup)})" if row.speedup is not None else "")
 
 
 def render_switchovers(analysis: Analysis) -> None:
@@ -168,7 +158,7 @@ def render_comparisons(analysis: Analysis) -> None:
         accuracy.add_row(
             *design,
             _ratio(row.params_ratio) + ("" if row.matched else " unmatched"),
-            f"{_points(row.accuracy_gain).removesuffix(' pt')} {_interval(row.test)}",
+            f"{text.points_text(row.accuracy_gain)} {_interval(row.test)}",
             _p_with_floor(row.test),
             _result(row),
         )
@@ -220,7 +210,7 @@ def _objective_margin(answer: Recommendation, runner_up: Candidate) -> str:
         a, b, unit = best.latency_ms, runner_up.latency_ms, "ms"
     else:
         return ""
-    return f"{a:.3g} {unit} vs {b:.3g} {unit} ({a / b:.2f}×); "
+    return f"{text.number(a)} {unit} vs {text.number(b)} {unit} ({_ratio(a / b)}); "
 
 
 def _to_single(candidate: Candidate) -> str:
@@ -272,7 +262,9 @@ def render_recommendation(answer: Recommendation, accuracy: str = "prob") -> Non
             s.label,
             _ratio(candidate.params_ratio) + (" unmatched" if candidate.matched is False else ""),
             accuracy_text(s.accuracy),
-            "—" if candidate.latency_ms is None else f"{candidate.latency_ms:.3g} ms",
+            text.MISSING
+            if candidate.latency_ms is None
+            else f"{text.number(candidate.latency_ms)} ms",
             _median(s.train_time_s, "s"),
             _memory(s.peak_train_memory_bytes),
             "✓" if candidate.passes else escape("; ".join(candidate.violations)),

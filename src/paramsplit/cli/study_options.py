@@ -8,11 +8,9 @@ Each group is a frozen dataclass whose fields are the command's Typer options;
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -103,7 +101,7 @@ class StudyFlags:
             return study
         # Hashed as it always was, with an empty name: earlier runs of these flags find their
         # study.
-        return dataclasses.replace(study, name=_study_name({**study.to_dict(), "name": ""}))
+        return dataclasses.replace(study, name=_study_name(study))
 
 
 @dataclass(frozen=True)
@@ -235,10 +233,6 @@ def _listed(text: str) -> tuple[str, ...]:
     return tuple(item for item in text.split(",") if item)
 
 
-def _study_name(definition: dict[str, Any]) -> str:
-    # What is measured or kept is not what is studied: `--measure none` resumes the same
-    # study, and names derived before those fields existed still find their study.
-    studied = {k: v for k, v in definition.items() if k not in ("measure", "keep_weights")}
-    digest = hashlib.sha256(json.dumps(studied, sort_keys=True).encode()).hexdigest()[:8]
-    source = "+".join(definition["families"]) or "singles"
-    return f"{source}-{'+'.join(definition['datasets'])}-{digest}"
+def _study_name(study: StudyDefinition) -> str:
+    source = "+".join(study.families) or "singles"
+    return f"{source}-{'+'.join(study.datasets)}-{study.digest()}"

@@ -21,7 +21,7 @@ from paramsplit.measure.latency import (
     measure_inference_side_by_side,
 )
 from paramsplit.measure.memory import count_design_memory
-from paramsplit.planner.accounting import profile_arch
+from paramsplit.planner.accounting import design_flops_per_image
 from paramsplit.specs import InputSpec
 from paramsplit.train.executors import Executor
 from paramsplit.train.loop import restore_executor
@@ -59,7 +59,7 @@ class MeasureResult:
     (`paramsplit.measure.memory`): `peak_*` for all k members at once (fused), `loop_*` for
     one member at a time; `memory` holds both with their breakdown by category. All None
     when memory was not measured. FLOPs count one forward pass of every member, 2 per
-    multiply-accumulate (`paramsplit.planner.accounting.profile_arch` × k).
+    multiply-accumulate (`paramsplit.planner.accounting.design_flops_per_image`).
     """
 
     member: str
@@ -148,8 +148,7 @@ def measure_design(
         loop_throughput_images_per_s=loop.throughput_images_per_s,
         timing_repeats=min(fused.repeats, loop.repeats),
         weights_bytes=weights_bytes(executor),
-        flops_per_image=executor.num_members
-        * profile_arch(executor.arch, input_spec).flops_per_image,
+        flops_per_image=design_flops_per_image(executor.num_members, executor.arch, input_spec),
         train_batch_size=config.batch_size,
         inference_batch_size=inference_batch_size,
         **counted,

@@ -22,8 +22,13 @@ from torch import Tensor
 
 from paramsplit.errors import ConfigError
 from paramsplit.models import build_model
+from paramsplit.train.device import memory_format, synchronize
 from paramsplit.train.executors import Executor
 
+# Batch 1: the latency one request waits, which the answer compares. 256: throughput, at a
+# batch whose per-call overhead is small beside the work for the CIFAR-sized networks here,
+# while its inference memory stays a third of a training step's at the default batch of 128
+# (resnet-20, 3×32×32: 68 against 198 MiB, by `paramsplit describe`).
 DEFAULT_BATCH_SIZES = (1, 256)
 DEFAULT_WARMUP = 3
 DEFAULT_REPEATS = 50  # the most timed repetitions per batch size
@@ -43,11 +48,6 @@ class InferenceMeasurement:
     repeats: int
 
 
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def time_in_rounds(
     predicts: Sequence[Predict],
     images: Tensor,
@@ -61,7 +61,8 @@ def time_in_rounds(
     """Seconds of each predict function's call in every round: `[function][round]`.
 
     Each round calls every function once, so a host that speeds up or slows down mid-way
-    (REFERENCE: up to 1.9× within an hour) shifts all of them alike, and the ratio of two
+    (a 2-core development host drifted up to 1.9× within an hour, with nothing to see in
+    /proc/stat) shifts all of them alike, and the ratio of two
     functions' times in one round is measured side by side. Each round starts one function
     further on, so no function always runs right after the same neighbour. Rounds stop once
     `max_rounds` ran or `budget_s` per function is spent, never before `min_rounds`.
@@ -69,17 +70,17 @@ def time_in_rounds(
     for predict in predicts:
         for _ in range(warmup):
             predict(images)
-    _sync(device)
+    synchronize(device)
     times_s: list[list[float]] = [[] for _ in predicts]
     spent_s = 0.0
     rounds = 0
     while rounds < min_rounds or (rounds < max_rounds and spent_s < budget_s * len(predicts)):
         for offset in range(len(predicts)):
             index = (rounds + offset) % len(predicts)
-            _sync(device)
+            synchronize(device)
             began = time.perf_counter()
             predicts[index](images)
-            _sync(device)
+            synchronize(device)
             times_s[index].append(time.perf_counter() - began)
             spent_s += times_s[index][-1]
         rounds += 1
@@ -209,14 +210,12 @@ def loop_predictor(executor: Executor) -> Predict:
 
     Shape: [B, C, H, W] -> [B, k, classes]
     """
-    memory_format = (
-        torch.channels_last if executor.config.channels_last else torch.contiguous_format
-    )
+    layout = memory_format(executor.config)
     networks = []
     for state in executor.member_states():
         network = build_model(executor.arch, executor.input_spec, device=executor.device)
         network.load_state_dict(state)
-        networks.append(network.to(memory_format=memory_format).eval())
+        networks.append(network.to(memory_format=layout).eval())
 
     def predict(images: Tensor) -> Tensor:
         with torch.no_grad(), executor.autocast():

@@ -30,7 +30,7 @@ from torch import Tensor
 
 from paramsplit.errors import ConfigError
 from paramsplit.measure.latency import MIN_REPEATS, Predict, time_in_rounds
-from paramsplit.specs import InputSpec, TrainConfig, parse_arch
+from paramsplit.specs import InputSpec, TrainConfig, design_name, parse_arch
 from paramsplit.train.executors import EXECUTORS, make_executor
 
 DEFAULT_MEASURE_BATCH_SIZES = (1, 64)
@@ -57,7 +57,7 @@ class DesignToMeasure:
 
     @property
     def design(self) -> str:
-        return self.member if self.num_members == 1 else f"{self.num_members}x {self.member}"
+        return design_name(self.num_members, self.member)
 
 
 @dataclass(frozen=True)

@@ -147,6 +147,14 @@ def profile_arch(arch: ArchSpec, input_spec: InputSpec | None = None) -> ArchPro
     )
 
 
+def design_flops_per_image(
+    num_members: int, member: ArchSpec, input_spec: InputSpec | None = None
+) -> int:
+    """Forward FLOPs of a design per image: k members share no computation, so k times one
+    member's (fused or not, the arithmetic is the same)."""
+    return num_members * profile_arch(member, input_spec).flops_per_image
+
+
 @dataclass(frozen=True)
 class ArchDescription:
     """What `paramsplit describe` shows about one network (its memory, which needs the

@@ -22,7 +22,7 @@ from typing import Any
 
 from paramsplit.errors import BudgetError, SpecError, UsageError
 from paramsplit.families import get_family
-from paramsplit.planner.accounting import count_params, profile_arch
+from paramsplit.planner.accounting import count_params, design_flops_per_image, profile_arch
 from paramsplit.planner.matching import (
     Choice,
     MatchKind,
@@ -153,7 +153,7 @@ def _with_member(row: PlannedDesign, member: ArchSpec) -> PlannedDesign:
         row,
         member=member,
         member_params=profile.total_params,
-        flops_per_image=row.num_members * profile.flops_per_image,
+        flops_per_image=design_flops_per_image(row.num_members, member, row.input_spec),
     )
 
 

@@ -18,7 +18,8 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FixedLocator, NullLocator
 
 from paramsplit.analysis import DesignSummary
-from paramsplit.report.text import short_budget
+from paramsplit.analysis.text import short_budget
+from paramsplit.specs import class_order
 
 DPI = 100  # figure sizes below are in inches: 7 × 4.5 in is 700 × 450 px
 
@@ -118,8 +119,7 @@ def by_group(designs: Iterable[DesignSummary]) -> dict[Group, list[DesignSummary
 
 def by_class(designs: Iterable[DesignSummary]) -> dict[tuple[str, int], list[DesignSummary]]:
     """Designs of each class and k, ascending budget; single first, then deq, then weq."""
-    order = {"single": 0, "deq": 1, "weq": 2}
     classes: dict[tuple[str, int], list[DesignSummary]] = defaultdict(list)
     for design in sorted(designs, key=lambda d: d.budget_params):
         classes[(design.design_class, design.num_members)].append(design)
-    return dict(sorted(classes.items(), key=lambda item: (order.get(item[0][0], 3), item[0][1])))
+    return dict(sorted(classes.items(), key=lambda item: (class_order(item[0][0]), item[0][1])))

@@ -16,6 +16,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
 from paramsplit.analysis import Analysis, DesignSummary, HeatMap, Switchover
+from paramsplit.analysis.compare import COST_METRICS
+from paramsplit.analysis.text import short_budget
 from paramsplit.report.canvas import (
     CLASS_COLOURS,
     NO_DATA_COLOUR,
@@ -29,7 +31,6 @@ from paramsplit.report.canvas import (
     png_of,
 )
 from paramsplit.report.figures_detail import cost_ratio_figure, curves_figure
-from paramsplit.report.text import short_budget
 
 
 def _mark_est(ax: Axes, switchover: Switchover, designs: list[DesignSummary]) -> None:
@@ -132,12 +133,7 @@ def heat_map_figure(analysis: Analysis) -> bytes:
     return png_of(figure)
 
 
-OBJECTIVE_NAMES = {
-    "accuracy": "accuracy",
-    "train_time_s": "training time",
-    "latency_ms_batch1": "latency",
-    "peak_train_memory_bytes": "training memory",
-}
+OBJECTIVE_NAMES = {"accuracy": "accuracy", **COST_METRICS}
 
 
 def _pareto_panel(ax: Axes, analysis: Analysis, designs: list[DesignSummary]) -> bool:
@@ -187,7 +183,7 @@ def pareto_figure(analysis: Analysis) -> bytes:
             (f.objectives for f in analysis.pareto if (f.family, f.dataset) == (family, dataset)),
             (),
         )
-        names = ", ".join(OBJECTIVE_NAMES.get(o, o) for o in objectives)
+        names = "; ".join(OBJECTIVE_NAMES.get(o, o) for o in objectives)  # names hold commas
         ax.set_title(f"{family} on {dataset}: Pareto front over {names}", fontsize=10)
         if not drawn:
             continue

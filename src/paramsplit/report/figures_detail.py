@@ -8,13 +8,15 @@ from matplotlib.axes import Axes
 from matplotlib.ticker import FixedLocator, NullFormatter, NullLocator
 
 from paramsplit.analysis import Analysis, Comparison, DesignCurve
+from paramsplit.analysis.compare import COST_METRICS
+from paramsplit.analysis.text import short_budget
 from paramsplit.report.canvas import (
     blank_figure,
     look_of,
     panels,
     png_of,
 )
-from paramsplit.report.text import short_budget
+from paramsplit.specs import class_label, class_order
 
 MAX_CURVE_PANELS = 4  # more budgets than this make panels too small to read
 
@@ -28,13 +30,11 @@ def _spread_pick(items: list[tuple[str, str, int]], count: int) -> list[tuple[st
 
 
 def _curve_panel(ax: Axes, curves: list[DesignCurve], legend: bool) -> None:
-    order = {"single": 0, "deq": 1, "weq": 2}
-    for curve in sorted(curves, key=lambda c: (order.get(c.key[3], 3), c.key[4])):
+    for curve in sorted(curves, key=lambda c: (class_order(c.key[3]), c.key[4])):
         design_class, k = curve.key[3], curve.key[4]
         look = look_of(design_class, k)
-        label = "single" if design_class == "single" else f"{design_class} k={k}"
         ax.plot(
-            curve.epochs, [v * 100 for v in curve.val_accuracy], label=label,
+            curve.epochs, [v * 100 for v in curve.val_accuracy], label=class_label(design_class, k),
             color=look.colour, linestyle=look.linestyle, linewidth=look.linewidth,
         )  # fmt: skip
     # Zoom on the last two thirds of training, where the designs part ways: the first climb
@@ -70,11 +70,15 @@ def curves_figure(analysis: Analysis) -> bytes:
     return png_of(figure)
 
 
-COST_BARS = (  # (Comparison.cost_ratios key, legend label, colour)
-    ("epoch_time_s", "time per epoch", "#56B4E9"),
-    ("latency_ms_batch1", "latency, batch 1", "#D55E00"),
-    ("peak_train_memory_bytes", "training memory", "#009E73"),
-    ("peak_inference_memory_bytes", "inference memory", "#CC79A7"),
+# The costs drawn as bars, in Okabe–Ito colours (told apart with any colour vision).
+BAR_COLOURS = {
+    "epoch_time_s": "#56B4E9",
+    "latency_ms_batch1": "#D55E00",
+    "peak_train_memory_bytes": "#009E73",
+    "peak_inference_memory_bytes": "#CC79A7",
+}
+COST_BARS = tuple(  # (Comparison.cost_ratios key, legend label, colour)
+    (key, COST_METRICS[key], colour) for key, colour in BAR_COLOURS.items()
 )
 RATIO_TICKS = (0.1, 0.2, 0.25, 0.5, 0.75, 1, 1.5, 2, 3, 4, 6, 8, 10, 20, 50, 100)
 

@@ -16,7 +16,15 @@ from paramsplit.analysis import Analysis, Constraints, Recommendation
 from paramsplit.analysis.matching import tolerance_text
 from paramsplit.analysis.recommend import MEMORY_EXECUTIONS
 from paramsplit.analysis.records import ACCURACY_NAMES
-from paramsplit.quantities import format_budget
+from paramsplit.analysis.text import (
+    accuracy_text,
+    interval_text,
+    number,
+    p_value_text,
+    points_text,
+    ratio_text,
+)
+from paramsplit.quantities import format_budget, format_bytes
 from paramsplit.report.adaptive import adaptive_html
 from paramsplit.report.figures import ReportFigure, render_figures
 from paramsplit.report.tables import (
@@ -26,14 +34,6 @@ from paramsplit.report.tables import (
     designs_table,
     failed_table,
     switchovers_table,
-)
-from paramsplit.report.text import (
-    accuracy_text,
-    interval_text,
-    number,
-    p_value_text,
-    points_text,
-    ratio_text,
 )
 
 
@@ -83,7 +83,7 @@ def _constraints_text(constraints: Constraints) -> str:
     if constraints.max_memory_bytes is not None:
         execution = MEMORY_EXECUTIONS[constraints.memory_execution]
         limits.append(
-            f"training memory ≤ {number(constraints.max_memory_bytes / 1e6)} MB ({execution})"
+            f"training memory ≤ {format_bytes(constraints.max_memory_bytes)} ({execution})"
         )
     if constraints.min_accuracy is not None:
         limits.append(f"test accuracy ≥ {constraints.min_accuracy * 100:.1f} %")

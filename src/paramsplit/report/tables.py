@@ -17,9 +17,10 @@ from paramsplit.analysis import (
     Stat,
     TimeToTarget,
 )
-from paramsplit.quantities import format_budget
-from paramsplit.report.text import (
-    BYTES_PER_MB,
+from paramsplit.analysis.compare import COST_METRICS
+from paramsplit.analysis.text import (
+    BYTES_PER_MEMORY_UNIT,
+    MEMORY_UNIT,
     MISSING,
     accuracy_text,
     cost_text,
@@ -32,6 +33,7 @@ from paramsplit.report.text import (
     ratio_text,
     time_text,
 )
+from paramsplit.quantities import format_budget
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ def accuracy_cell(stat: Stat | None) -> Cell:
 
 
 def memory_cell(stat: Stat | None) -> Cell:
-    return cost_cell(stat, 1 / BYTES_PER_MB)
+    return cost_cell(stat, 1 / BYTES_PER_MEMORY_UNIT)
 
 
 def budget_cell(params: int) -> Cell:
@@ -99,8 +101,8 @@ def designs_table(analysis: Analysis) -> Table:
         "training time (s)",
         "time per epoch (s)",
         "latency, batch 1 (ms)",
-        "training memory (MB)",
-        "inference memory (MB)",
+        f"training memory ({MEMORY_UNIT})",
+        f"inference memory ({MEMORY_UNIT})",
         "Pareto",
     ]
     rows: list[tuple[DesignSummary, list[Cell]]] = []
@@ -148,13 +150,8 @@ def _time_cell(time: TimeToTarget | None) -> Cell:
     return num(time_text(time), None if time is None else time.median_s)
 
 
-COMPARISON_RATIOS = (  # (Comparison.cost_ratios key, header)
-    ("train_time_s", "training time (×)"),
-    ("epoch_time_s", "time per epoch (×)"),
-    ("latency_ms_batch1", "latency (×)"),
-    ("peak_train_memory_bytes", "training memory, all k at once (×)"),
-    ("loop_train_memory_bytes", "training memory, one at a time (×)"),
-    ("peak_inference_memory_bytes", "inference memory (×)"),
+COMPARISON_RATIOS = tuple(  # (Comparison.cost_ratios key, header)
+    (key, f"{label} (×)") for key, label in COST_METRICS.items()
 )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
 from paramsplit.errors import StoreError
+from paramsplit.specs import design_name
 from paramsplit.store import schema
 from paramsplit.store.identity import identity_of, run_id_for, to_jsonable
 
@@ -32,7 +33,7 @@ def run_row(spec: Mapping[str, Any]) -> dict[str, Any]:
         row.setdefault(key, None)
     if "design" not in row:
         member, num_members = identity["member"], identity["num_members"]
-        row["design"] = member if num_members == 1 else f"{num_members}x {member}"
+        row["design"] = design_name(num_members, member)
     if row["ratio"] is None and row.get("total_params") and row["budget_params"]:
         row["ratio"] = row["total_params"] / row["budget_params"]
     return row

@@ -14,11 +14,8 @@ renamed): a kill at any moment leaves the old file or the new one, never half of
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +31,7 @@ from paramsplit.errors import ArtifactError
 from paramsplit.specs import ArchSpec, InputSpec, parse_arch, parse_input
 from paramsplit.store.database import folder_beside
 from paramsplit.store.identity import run_id_for
+from paramsplit.train.checkpoint import write_atomically
 
 if TYPE_CHECKING:
     from paramsplit.data import DatasetTensors
@@ -55,47 +53,6 @@ def artifacts_dir_for(db: str) -> Path:
 
 def weights_path_for(folder: Path, run_id: str) -> Path:
     return folder / f"{run_id}{WEIGHTS_SUFFIX}"
-
-
-def write_atomically(path: Path, data: bytes) -> None:
-    """Write `data` to `path` so that a kill leaves the old file or the new one.
-
-    The temporary file is created exclusively (O_EXCL, a fresh random name) in the same
-    folder, so the rename stays on one file system and nothing else can be written through
-    it; on any failure it is removed.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp", dir=path.parent
-    )
-    try:
-        # mkstemp makes the file private (0600); kept weights are data to share, as the
-        # files `open` makes are (0644 under the usual umask).
-        os.fchmod(descriptor, 0o644)
-        with os.fdopen(descriptor, "wb") as file:
-            file.write(data)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _sync_folder(path.parent)
-
-
-def _sync_folder(folder: Path) -> None:
-    """Make the rename itself durable (POSIX); a no-op where folders cannot be opened."""
-    try:
-        descriptor = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass
-    finally:
-        os.close(descriptor)
 
 
 def weights_file(
@@ -144,7 +101,7 @@ def write_run_weights(
     them (`WEIGHTS_KEYS`), the path made absolute."""
     path = path.resolve()
     data, _ = weights_file(run_id, result, dataset)
-    write_atomically(path, data)
+    write_atomically(path, [data], mode=0o644)  # data to share, unlike a private checkpoint
     return {
         "weights_path": str(path),
         "weights_bytes": len(data),

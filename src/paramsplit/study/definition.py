@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -71,6 +73,19 @@ class StudyDefinition:
         if not self.adaptive:  # so that studies from before the field keep names and digests
             del values["adaptive"]
         return values
+
+    def digest(self) -> str:
+        """Eight hex digits of what the study studies, for the names derived from it (the
+        CLI's and the demo's): a changed study gets a new name and never mixes with the
+        results of an older one. What is measured or kept is not what is studied:
+        `--measure none` resumes the same study, and names derived before those fields
+        existed still find their study. The name itself is hashed empty, as it always was."""
+        studied = {
+            key: value
+            for key, value in {**self.to_dict(), "name": ""}.items()
+            if key not in ("measure", "keep_weights")
+        }
+        return hashlib.sha256(json.dumps(studied, sort_keys=True).encode()).hexdigest()[:8]
 
 
 @dataclass(frozen=True)

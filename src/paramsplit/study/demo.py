@@ -14,8 +14,6 @@ executor, which won every measurement on that machine and saves `auto`'s timing 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 
 from paramsplit.specs import DESIGN_CLASSES, TrainConfig
 from paramsplit.study.definition import StudyDefinition
@@ -28,8 +26,6 @@ DEMO_SEEDS = (0, 1, 2)
 DEMO_CONFIG = TrainConfig(epochs=10, batch_size=128, label_smoothing=0.1)
 DEMO_EXECUTOR = "fused"
 DEMO_QUESTION_BUDGET = 40_000  # the budget the demo recommends a design for
-DEMO_DB = "paramsplit-demo.db"
-DEMO_REPORT = "paramsplit-demo.html"
 
 
 def demo_study() -> StudyDefinition:
@@ -46,8 +42,4 @@ def demo_study() -> StudyDefinition:
         config=DEMO_CONFIG,
         measure="first-seed",  # memory does not depend on the seed
     )
-    # Keeping weights is not part of what is studied: the name stays that of older demos.
-    studied = {k: v for k, v in study.to_dict().items() if k not in ("name", "keep_weights")}
-    text = json.dumps(studied, sort_keys=True)
-    digest = hashlib.sha256(text.encode()).hexdigest()[:8]
-    return dataclasses.replace(study, name=f"demo-{DEMO_FAMILY}-{DEMO_DATASET}-{digest}")
+    return dataclasses.replace(study, name=f"demo-{DEMO_FAMILY}-{DEMO_DATASET}-{study.digest()}")

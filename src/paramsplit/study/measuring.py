@@ -38,7 +38,7 @@ from paramsplit.measure.side_by_side import (
     check_batch_sizes,
     measure_group,
 )
-from paramsplit.specs import InputSpec, TrainConfig
+from paramsplit.specs import InputSpec, TrainConfig, class_order
 from paramsplit.store import STALE_AFTER_S, Store
 from paramsplit.store.claims import is_dead_here
 from paramsplit.study.artifacts import load_run_weights
@@ -122,13 +122,12 @@ def budget_groups(
         configs.setdefault(key, config)
         design = (run["design_class"], run["num_members"], run["member"])
         grouped[key][design].append(run)
-    order = {"single": 0, "deq": 1, "weq": 2}
     groups = []
     for key in sorted(grouped, key=lambda k: (k[0], k[1], k[2], k[3:])):
         dataset, family, budget = key[:3]
         designs = []
         for (design_class, num_members, member), design_runs in sorted(
-            grouped[key].items(), key=lambda item: (order.get(item[0][0], 3), *item[0][1:])
+            grouped[key].items(), key=lambda item: (class_order(item[0][0]), *item[0][1:])
         ):
             by_seed = sorted(design_runs, key=lambda run: run["seed"])
             loaders = [weights_of(run) if weights_of else None for run in by_seed]

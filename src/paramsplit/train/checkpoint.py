@@ -15,7 +15,8 @@ Written atomically: a temporary file created exclusively (`O_EXCL | O_NOFOLLOW`,
 random name, in the checkpoint's folder: a planted file or symbolic link is never written
 through), flushed to disk, then renamed over the old checkpoint. A kill at any moment leaves
 the previous checkpoint or the new one, never half of one; a failed write (a full disk)
-removes its temporary file and leaves the previous checkpoint as it was.
+removes its temporary file and leaves the previous checkpoint as it was. `write_atomically`
+serves the weights a study keeps (`paramsplit.study.artifacts`) too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import io
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -57,24 +59,40 @@ def save_checkpoint(path: Path, state: dict[str, Any], *, run_id: str | None = N
         "payload_bytes": len(payload),
         "sha256": _digest(owner, payload),
     }
+    try:
+        write_atomically(path, [_MAGIC + json.dumps(header).encode() + b"\n", payload])
+    except OSError as error:
+        if error.errno != errno.ENOSPC:
+            raise
+        raise DiskFullError(
+            f"disk full writing checkpoint '{path}'; free space and run the same command "
+            "again: the run resumes from its last checkpoint"
+        ) from None
+
+
+def write_atomically(path: Path, parts: Sequence[bytes], *, mode: int = 0o600) -> None:
+    """Write `parts` one after the other to `path`, so that a kill leaves the old file or
+    the new one (checkpoints, and the weights a study keeps).
+
+    The temporary file is created exclusively (mkstemp: O_CREAT | O_EXCL | O_NOFOLLOW under
+    a random name nobody could plant) in the same folder, so the rename stays on one file
+    system; it is flushed to disk before the rename, the rename is made durable, and on any
+    failure the temporary file is removed. `mode` is the file's permissions (mkstemp's own
+    are private, 0600).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    # mkstemp opens with O_CREAT | O_EXCL | O_NOFOLLOW under a name nobody could plant.
     descriptor, temporary = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(descriptor, mode)
         with open(descriptor, "wb") as file:
-            file.write(_MAGIC + json.dumps(header).encode() + b"\n")
-            file.write(payload)
+            for part in parts:
+                file.write(part)
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, path)  # replaces a link at `path` itself, never its target
-    except BaseException as error:
+    except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(temporary)
-        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
-            raise DiskFullError(
-                f"disk full writing checkpoint '{path}'; free space and run the same command "
-                "again: the run resumes from its last checkpoint"
-            ) from None
         raise
     _sync_folder(path.parent)
 

@@ -30,6 +30,7 @@ from paramsplit.models import build_model, merge_members
 from paramsplit.models.layers import MemberNetwork
 from paramsplit.models.members import merge_states, split_state
 from paramsplit.specs import ArchSpec, InputSpec, TrainConfig
+from paramsplit.train.device import memory_format
 from paramsplit.train.scaling import MemberGradScaler, step_members
 
 EXECUTORS = ("loop", "fused", "vmap")
@@ -115,7 +116,7 @@ class Executor:
 
     def prepare(self, images: Tensor) -> Tensor:
         if self.config.channels_last and images.dim() == 4:
-            return images.contiguous(memory_format=torch.channels_last)
+            return images.contiguous(memory_format=memory_format(self.config))
         return images
 
     # The interface every executor implements.
@@ -189,10 +190,7 @@ class LoopExecutor(Executor):
     name = "loop"
 
     def _setup(self, singles: list[MemberNetwork]) -> None:
-        memory_format = (
-            torch.channels_last if self.config.channels_last else torch.contiguous_format
-        )
-        self.models = [m.to(memory_format=memory_format) for m in singles]
+        self.models = [m.to(memory_format=memory_format(self.config)) for m in singles]
         self.runners: list[nn.Module] = [
             torch.compile(m) if self.config.compile else m  # type: ignore[misc]
             for m in self.models
@@ -305,10 +303,7 @@ class FusedExecutor(JointExecutor):
     name = "fused"
 
     def _setup(self, singles: list[MemberNetwork]) -> None:
-        memory_format = (
-            torch.channels_last if self.config.channels_last else torch.contiguous_format
-        )
-        self.model = merge_members(singles).to(memory_format=memory_format)
+        self.model = merge_members(singles).to(memory_format=memory_format(self.config))
         self.runner: nn.Module = torch.compile(self.model) if self.config.compile else self.model  # type: ignore[assignment]
         self._joint_optimizer(dict(self.model.named_parameters()))
 

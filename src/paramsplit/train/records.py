@@ -10,8 +10,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from paramsplit.planner.accounting import count_params, profile_arch
-from paramsplit.specs import DesignSpec, InputSpec, TrainConfig
+from paramsplit.planner.accounting import count_params, design_flops_per_image
+from paramsplit.specs import DesignSpec, InputSpec, TrainConfig, time_to_accuracy_s
 from paramsplit.train.metrics import EnsembleMetrics
 
 
@@ -72,8 +72,9 @@ class TrainResult:
             "member": self.design.member.name,
             "member_params": member_params,
             "total_params": self.design.num_members * member_params,
-            "flops_per_image": self.design.num_members
-            * profile_arch(self.design.member, self.input_spec).flops_per_image,
+            "flops_per_image": design_flops_per_image(
+                self.design.num_members, self.design.member, self.input_spec
+            ),
             "dataset": self.dataset,
             "seed": self.seed,
             "status": self.status,
@@ -128,10 +129,9 @@ class TrainResult:
 
     def time_to_accuracy_s(self, target: float) -> float | None:
         """Training time until validation accuracy first reached `target` (a fraction)."""
-        for record in self.epochs:
-            if record.val.accuracy >= target:
-                return record.elapsed_train_s
-        return None
+        return time_to_accuracy_s(
+            ((r.val.accuracy, r.elapsed_train_s) for r in self.epochs), target
+        )
 
 
 def record_to_dict(record: EpochRecord) -> dict[str, Any]:
