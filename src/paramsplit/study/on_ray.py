@@ -23,6 +23,7 @@ import torch
 
 from paramsplit.data import DatasetTensors
 from paramsplit.errors import ClaimLostError, DiskFullError, UsageError
+from paramsplit.records import RunSpec
 from paramsplit.store import Claim, Store, default_worker
 from paramsplit.study.checks import check_runnable
 from paramsplit.study.definition import StudyDefinition, register_study
@@ -70,7 +71,7 @@ def run_study_on_ray(
 
     @ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
     def train_task(
-        spec: dict[str, Any], dataset: DatasetTensors, checkpoint: Path | None, measure: str
+        spec: RunSpec, dataset: DatasetTensors, checkpoint: Path | None, measure: str
     ) -> Outcome:
         torch.set_num_threads(max(1, int(cpus_per_run)))
         data, where = dataset.to(device), torch.device(device)
@@ -111,9 +112,9 @@ def run_study_on_ray(
                 on_run("start", run)
             checkpoint = checkpoint_dir / f"{run['run_id']}.pt" if checkpoint_dir else None
             run["checkpoint"] = checkpoint
-            spec = run["spec"]
-            measure = study.measurement_for(spec["seed"])
-            ref = train_task.remote(spec, dataset_refs[spec["dataset"]], checkpoint, measure)
+            spec = RunSpec.from_dict(run["spec"])
+            measure = study.measurement_for(spec.seed)
+            ref = train_task.remote(spec, dataset_refs[spec.dataset], checkpoint, measure)
             in_flight[ref] = run
         if not in_flight:
             break
