@@ -122,6 +122,7 @@ check_named(
     "analysis.RunRecord's fields",
 )
 check_named({f.name for f in fields(CurvePoint)}, EPOCH_FIELDS, "analysis.CurvePoint's fields")
+check_named(ACCURACY_COLUMNS.values(), frozenset(RECORD_FIELDS), "analysis.ACCURACY_COLUMNS")
 
 
 def record_from_row(row: Mapping[str, Any], curve: Iterable[Mapping[str, Any]] = ()) -> RunRecord:

@@ -116,7 +116,7 @@ def train_run(
         return Outcome("failed", reason=reason, notes=tuple(notes))
     if result.status != "done":
         return Outcome("failed", reason=f"{result.status}: {result.reason}", notes=tuple(notes))
-    weights = None
+    summary, weights = result.summary(), None
     if artifacts_dir is not None:
         weights = save_run_weights(artifacts_dir, spec, result, dataset)
     measured = None
@@ -124,7 +124,7 @@ def train_run(
         if progress is not None:
             progress("measure", 0, 1, {})
         measured = measure_run(result, dataset, device, memory=measure == "all")
-    finished = RunResult(result.summary(), weights=weights, measured=measured)
+    finished = RunResult(summary, weights=weights, measured=measured)
     return Outcome("done", result=finished, notes=tuple(notes))
 
 
