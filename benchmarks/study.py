@@ -24,9 +24,10 @@ from rich.console import Console
 from rich.table import Table
 
 from paramsplit.data import DatasetTensors, load_dataset
+from paramsplit.records import RunResult
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store
-from paramsplit.study import StudyDefinition, expand_study, run_study, train_run
+from paramsplit.study import Outcome, StudyDefinition, expand_study, run_study, train_run
 
 REFERENCE_RUN_S = 10.0
 SECTIONS = ("overhead", "measure", "workers")
@@ -87,6 +88,19 @@ def overhead(datasets: dict[str, DatasetTensors], epochs: int, with_ray: bool) -
     return table
 
 
+def _finished(outcome: Outcome) -> RunResult:
+    if outcome.result is None:
+        raise RuntimeError(f"a benchmark run failed: {outcome.reason}")
+    return outcome.result
+
+
+def _measure_time_s(result: RunResult) -> float:
+    measured = result.measured
+    if measured is None or measured.measure_time_s is None:
+        raise RuntimeError(f"a benchmark run was not measured: {measured}")
+    return measured.measure_time_s
+
+
 def measurement(datasets: dict[str, DatasetTensors], epochs: int) -> Table:
     """Each run trained twice, measured once with latency only and once with memory too."""
     study = StudyDefinition(
@@ -103,16 +117,17 @@ def measurement(datasets: dict[str, DatasetTensors], epochs: int) -> Table:
         table.add_column(column, justify="right")
     totals: dict[str, list[float]] = {"train": [], "latency": [], "all": []}
     for spec in specs:
-        _, latency = train_run(spec, datasets["digits"], "auto", cpu, None, measure="latency")
-        _, full = train_run(spec, datasets["digits"], "auto", cpu, None, measure="all")
+        digits = datasets["digits"]
+        latency = _finished(train_run(spec, digits, "auto", cpu, None, measure="latency"))
+        full = _finished(train_run(spec, digits, "auto", cpu, None, measure="all"))
         figures = {
-            "train": latency["train_time_s"],
-            "latency": latency["measure_time_s"],
-            "all": full["measure_time_s"],
+            "train": latency.train.train_time_s,
+            "latency": _measure_time_s(latency),
+            "all": _measure_time_s(full),
         }
         for key, value in figures.items():
             totals[key].append(value)
-        table.add_row(latency["design"], latency["executor"],
+        table.add_row(latency.train.design, latency.train.executor,
                       *(f"{value:.2f}" for value in figures.values()))  # fmt: skip
     table.add_row("median", "", *(f"{statistics.median(v):.2f}" for v in totals.values()))
     return table

@@ -110,7 +110,10 @@ def test_the_weights_kept_are_the_selected_epochs_not_the_last(tmp_path, small_d
     config = TrainConfig(epochs=4, batch_size=64, lr=0.5, schedule="multistep", gamma=1.0)
     result = train_design(parse_design("2x resnet-8-4"), data, config, seed=2, executor="fused")
     assert result.best_epoch is not None and result.best_epoch < len(result.epochs)
-    row = {"run_id": "selected", **write_run_weights(tmp_path / "w", "selected", result, data)}
+    row = {
+        "run_id": "selected",
+        **write_run_weights(tmp_path / "w", "selected", result, data).to_dict(),
+    }
     model = build_ensemble(load_run_weights(row), "fused")
     accuracy = _accuracy(model, data.test_images, data.test_labels)
     assert result.test is not None and result.final_test is not None

@@ -61,7 +61,7 @@ def test_inference_measurement_is_positive_and_finite():
     model = ps.build_model(ps.parse_arch("resnet-8-4"), DIGITS, num_members=2, seed=0).eval()
     measurement = measure_inference(model, DIGITS.shape, CPU, batch_sizes=(1, 32), **FAST)
     assert_positive_finite(measurement)
-    assert measurement.batch_size_throughput in (1, 32)
+    assert measurement.throughput_batch_size in (1, 32)
 
 
 def test_inference_calls_the_function_with_the_requested_shapes():

@@ -23,11 +23,13 @@ from paramsplit.cli import app
 from paramsplit.data import load_dataset
 from paramsplit.errors import ArtifactError, ConfigError, StoreError, UsageError
 from paramsplit.measure.side_by_side import RoundSettings, measure_group
+from paramsplit.records import MeasuredRun, RunResult, TrainingLoad
 from paramsplit.specs import TrainConfig
 from paramsplit.store import SCHEMA_VERSION, Store, default_worker
 from paramsplit.study import Outcome, StudyDefinition, register_study, run_study, with_load
 from paramsplit.study.measuring import budget_groups, measure_study, trained_weights
 from paramsplit.train.checkpoint import save_checkpoint
+from run_records import a_measure_result, a_train_summary
 
 DIGITS = ps.parse_input("1x8x8", num_classes=10)
 DIGITS_ONLY = {"digits": DIGITS}
@@ -299,15 +301,21 @@ def test_a_version_2_database_gains_the_measurements_table(tmp_path, digits):
 
 
 def test_a_finished_run_records_its_workers_and_whether_its_latency_was_under_load():
-    measured = Outcome("done", {"test_accuracy": 0.9, "latency_ms_batch1": 2.0})
-    alone = {"test_accuracy": 0.9, "latency_ms_batch1": 2.0}
-    alone |= {"concurrent_workers": 1, "latency_under_load": False}
-    assert with_load(measured, 1) == Outcome("done", alone)
-    busy = with_load(measured, 3).result
-    assert busy is not None and busy["latency_under_load"] is True
-    unmeasured = with_load(Outcome("done", {"test_accuracy": 0.9}), 2).result
-    assert unmeasured is not None
-    assert unmeasured["concurrent_workers"] == 2 and "latency_under_load" not in unmeasured
+    trained = RunResult(a_train_summary())
+    measured = dataclasses.replace(trained, measured=MeasuredRun(a_measure_result()))
+    alone = with_load(Outcome("done", measured), 1)
+    assert alone == Outcome("done", dataclasses.replace(measured, load=TrainingLoad(1, False)))
+    stored = alone.result.to_dict() if alone.result else {}
+    assert (stored["concurrent_workers"], stored["latency_under_load"]) == (1, False)
+    busy = with_load(Outcome("done", measured), 3).result
+    assert busy is not None and busy.to_dict()["latency_under_load"] is True
+    # Without latency (not measured, or its measurement failed) there is no load to note.
+    not_timed = MeasuredRun(None, measure_error="RuntimeError: no timer")
+    for result in (trained, dataclasses.replace(trained, measured=not_timed)):
+        unmeasured = with_load(Outcome("done", result), 2).result
+        assert unmeasured is not None
+        stored = unmeasured.to_dict()
+        assert stored["concurrent_workers"] == 2 and "latency_under_load" not in stored
     failed = Outcome("failed", reason="oom")
     assert with_load(failed, 2) == failed
 

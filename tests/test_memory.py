@@ -175,11 +175,10 @@ def test_design_memory_reports_both_executions_and_every_category():
     memory = count_design_memory(
         ps.parse_arch("resnet-8-4"), 2, DIGITS, CONFIG, inference_batch_size=64
     )
-    keys = memory.result_keys()
-    assert keys["memory_method"] == "live_tensors"
-    assert keys["loop_train_memory_bytes"] < keys["peak_train_memory_bytes"]
-    assert keys["loop_inference_memory_bytes"] < keys["peak_inference_memory_bytes"]
-    detail = keys["memory"]
+    assert memory.train["loop"].peak_bytes < memory.train["fused"].peak_bytes
+    assert memory.inference["loop"].peak_bytes < memory.inference["fused"].peak_bytes
+    detail = memory.to_dict()
+    assert detail["method"] == "live_tensors"
     assert (detail["train_batch_size"], detail["inference_batch_size"]) == (32, 64)
     for mode in ("train", "inference"):
         for execution in ("loop", "fused"):

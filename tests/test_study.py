@@ -400,11 +400,11 @@ def test_single_networks_expand_by_the_studys_method(small_digits):
     study = StudyDefinition("grid", singles=("resnet-20-8", "resnet-14-8"), members=(2,))
     specs, _ = expand_study(study, small_digits)
     budget = ps.count_params(ps.parse_arch("resnet-20-8"), small_digits["digits"].input_spec())
-    first = [s for s in specs if s["budget_params"] == budget]
-    assert [s["design_class"] for s in first] == ["single", "deq", "weq"]
-    assert first[0]["member"] == "resnet-20-8" and first[0]["ratio"] == 1.0
-    assert first[1]["member_depth"] == 20 and first[2]["member_width"] == 8
-    assert all(s["total_params"] <= s["budget_params"] for s in specs)
+    first = [s for s in specs if s.budget_params == budget]
+    assert [s.design_class for s in first] == ["single", "deq", "weq"]
+    assert first[0].member == "resnet-20-8" and first[0].ratio == 1.0
+    assert first[1].member_depth == 20 and first[2].member_width == 8
+    assert all(s.total_params <= s.budget_params for s in specs)
 
 
 def test_a_study_file_grid_names_single_networks(tmp_path):
@@ -424,5 +424,5 @@ def test_a_per_stage_member_trains_as_planned(small_digits):
     spec = run_spec(deq, "digits", TrainConfig(epochs=1, batch_size=64), seed=0)
     outcome = train_run(spec, data, "loop", torch.device("cpu"), None)
     assert outcome.status == "done" and outcome.result is not None, outcome.reason
-    summary = outcome.result
-    assert (summary["member"], summary["member_params"]) == (deq.member.name, deq.member_params)
+    summary = outcome.result.train
+    assert (summary.member, summary.member_params) == (deq.member.name, deq.member_params)

@@ -52,6 +52,11 @@ _EXPORTS = {
     "DatasetError": "paramsplit.errors",
     "train_design": "paramsplit.train",
     "TrainResult": "paramsplit.train",
+    # a run's records, from the study to the store to the analysis
+    "RunSpec": "paramsplit.records",
+    "TrainSummary": "paramsplit.records",
+    "MeasureResult": "paramsplit.records",
+    "RunResult": "paramsplit.records",
     # the results database
     "Store": "paramsplit.store",
     "StoreError": "paramsplit.errors",

@@ -7,10 +7,12 @@ user types (budgets, member counts, tolerances) are parsed in `paramsplit.quanti
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from paramsplit.errors import ConfigError, InputShapeError, SpecError
 from paramsplit.families import FamilyInfo, get_family
@@ -337,6 +339,29 @@ class TrainConfig:
         for ok, name, value, allowed in checks:
             if not ok:
                 raise ConfigError(f"{name} must be {allowed}, got {value!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Every setting by its field name (what a run spec and a run's result keep)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, ignore_unknown: bool = False) -> TrainConfig:
+        """The config `to_dict` (or JSON of it) gave; settings left out take their defaults.
+
+        A key that names no setting is an error, unless `ignore_unknown` (a config stored by
+        another version, read for what this one knows of it).
+        """
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown and not ignore_unknown:
+            raise ConfigError(
+                f"unknown training setting(s) {', '.join(map(repr, unknown))}; "
+                f"allowed: {', '.join(sorted(known))}"
+            )
+        values = {key: value for key, value in data.items() if key in known}
+        if "milestones" in values:  # JSON has lists, not tuples
+            values["milestones"] = tuple(values["milestones"])
+        return cls(**values)
 
     def weight_decay_for(self, family: str) -> float:
         if self.weight_decay is not None:

@@ -11,6 +11,13 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 
 from paramsplit.errors import UsageError
+from paramsplit.records import (
+    EPOCH_FIELDS,
+    LOAD_FIELDS,
+    RESULT_FIELDS,
+    RUN_SPEC_FIELDS,
+    check_named,
+)
 from paramsplit.specs import design_name
 
 if TYPE_CHECKING:
@@ -108,14 +115,22 @@ class RunRecord:
 
 
 RECORD_FIELDS = tuple(f.name for f in fields(RunRecord) if f.name != "curve")
-_FROM_METRICS = ("concurrent_workers", "latency_under_load")  # in the metrics JSON only
+# A record reads a run's row by the names of its records' fields (`paramsplit.records`):
+# the spec's and result's columns, and the load, kept in the metrics JSON only.
+check_named(
+    set(RECORD_FIELDS) - {"run_id", "status", "reason"},
+    RUN_SPEC_FIELDS | RESULT_FIELDS,
+    "analysis.RunRecord's fields",
+)
+check_named({f.name for f in fields(CurvePoint)}, EPOCH_FIELDS, "analysis.CurvePoint's fields")
+check_named(ACCURACY_COLUMNS.values(), frozenset(RECORD_FIELDS), "analysis.ACCURACY_COLUMNS")
 
 
 def record_from_row(row: Mapping[str, Any], curve: Iterable[Mapping[str, Any]] = ()) -> RunRecord:
     """A record from a row of the store's `runs` table (and its `epochs` rows)."""
     values: dict[str, Any] = {name: row.get(name) for name in RECORD_FIELDS}
     metrics = row.get("metrics") or {}
-    values |= {name: metrics.get(name) for name in _FROM_METRICS if name not in row}
+    values |= {name: metrics.get(name) for name in sorted(LOAD_FIELDS) if name not in row}
     if values["budget_params"] is None:  # a run added without a budget: its own size
         values["budget_params"] = values["total_params"]
     points = tuple(

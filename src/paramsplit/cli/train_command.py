@@ -102,9 +102,9 @@ def _summary(
         progress_note = "measuring latency, throughput and peak memory"
         render.error_console.print(progress_note, style="dim")
         measured = measure_run(result, data, device, memory=True)
-        summary.update({k: v for k, v in measured.items() if k not in summary})
-        if "measure_error" in measured:
-            notes.append(f"measurement failed: {measured['measure_error']}")
+        summary.update({k: v for k, v in measured.to_dict().items() if k not in summary})
+        if measured.measure_error is not None:
+            notes.append(f"measurement failed: {measured.measure_error}")
     return summary, notes
 
 
@@ -119,6 +119,6 @@ def _write_weights(
 
     run_id = run_id_for(run_spec(row, data.name, config, seed))
     try:
-        return {"run_id": run_id, **write_run_weights(path, run_id, result, data)}
+        return {"run_id": run_id, **write_run_weights(path, run_id, result, data).to_dict()}
     except OSError as error:
         raise ArtifactError(f"cannot write --weights-out {path}: {error.strerror}") from None

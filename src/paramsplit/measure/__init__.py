@@ -9,7 +9,7 @@
 """
 
 from paramsplit.measure.counting import EXECUTIONS, MemoryCount
-from paramsplit.measure.design import MeasureResult, measure_design, measure_run, weights_bytes
+from paramsplit.measure.design import measure_design, measure_run, weights_bytes
 from paramsplit.measure.latency import (
     DEFAULT_BATCH_SIZES,
     DEFAULT_BUDGET_S,
@@ -31,6 +31,7 @@ from paramsplit.measure.memory import (
     count_inference_memory,
     count_train_memory,
 )
+from paramsplit.records import MeasuredRun, MeasureResult
 
 __all__ = [
     "CATEGORIES",
@@ -45,6 +46,7 @@ __all__ = [
     "InferenceMeasurement",
     "LiveTensors",
     "MeasureResult",
+    "MeasuredRun",
     "MemoryCount",
     "Predict",
     "count_design_memory",

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -20,8 +19,9 @@ from paramsplit.measure.latency import (
     loop_predictor,
     measure_inference_side_by_side,
 )
-from paramsplit.measure.memory import count_design_memory
+from paramsplit.measure.memory import MEMORY_METHOD, count_design_memory
 from paramsplit.planner.accounting import design_flops_per_image
+from paramsplit.records import MeasuredRun, MeasureResult
 from paramsplit.specs import InputSpec
 from paramsplit.train.executors import Executor
 from paramsplit.train.loop import restore_executor
@@ -41,52 +41,17 @@ def _same_device(a: torch.device, b: torch.device) -> bool:
     return a.type == b.type and (a.index is None or b.index is None or a.index == b.index)
 
 
-_MEMORY_KEYS = (
-    "peak_train_memory_bytes",
-    "peak_inference_memory_bytes",
-    "loop_train_memory_bytes",
-    "loop_inference_memory_bytes",
-    "memory_method",
-    "memory",
-)
-
-
-@dataclass(frozen=True)
-class MeasureResult:
-    """Everything measured about one trained design on one device.
-
-    Memory figures are exact peaks of live tensors, weights included
-    (`paramsplit.measure.memory`): `peak_*` for all k members at once (fused), `loop_*` for
-    one member at a time; `memory` holds both with their breakdown by category. All None
-    when memory was not measured. FLOPs count one forward pass of every member, 2 per
-    multiply-accumulate (`paramsplit.planner.accounting.design_flops_per_image`).
-    """
-
-    member: str
-    num_members: int
-    executor: str
-    device: str
-    input: str
-    precision: str
-    latency_ms_batch1: float
-    throughput_images_per_s: float
-    throughput_batch_size: int
-    loop_latency_ms_batch1: float
-    loop_throughput_images_per_s: float
-    timing_repeats: int
-    weights_bytes: int
-    flops_per_image: int
-    peak_train_memory_bytes: int | None
-    peak_inference_memory_bytes: int | None
-    loop_train_memory_bytes: int | None
-    loop_inference_memory_bytes: int | None
-    train_batch_size: int
-    inference_batch_size: int
-    memory_method: str | None
-    memory: dict[str, Any] | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+def _check_fits(executor: Executor, input_spec: InputSpec, device: torch.device) -> None:
+    """Raise unless `executor` lives on `device` and was built for `input_spec`."""
+    if not _same_device(device, executor.device):
+        raise ConfigError(f"the executor lives on {executor.device}, asked to measure on {device}")
+    expected = executor.input_spec
+    if (input_spec.channels, input_spec.num_classes) != (expected.channels, expected.num_classes):
+        raise InputShapeError(
+            f"input {input_spec.name} with {input_spec.num_classes} classes does not fit "
+            f"{executor.arch.name}, built for {expected.channels} channel(s) and "
+            f"{expected.num_classes} classes"
+        )
 
 
 def measure_design(
@@ -105,16 +70,9 @@ def measure_design(
     the largest of `batch_sizes`, for the loop and for fused execution.
     """
     device = torch.device(device)
-    if not _same_device(device, executor.device):
-        raise ConfigError(f"the executor lives on {executor.device}, asked to measure on {device}")
-    expected = executor.input_spec
-    if (input_spec.channels, input_spec.num_classes) != (expected.channels, expected.num_classes):
-        raise InputShapeError(
-            f"input {input_spec.name} with {input_spec.num_classes} classes does not fit "
-            f"{executor.arch.name}, built for {expected.channels} channel(s) and "
-            f"{expected.num_classes} classes"
-        )
-    fused, loop = measure_inference_side_by_side(
+    _check_fits(executor, input_spec, device)
+    # The design's own executor (whichever training chose) and a plain loop, side by side.
+    by_executor, by_loop = measure_inference_side_by_side(
         [executor_predictor(executor), loop_predictor(executor)],
         input_shape=input_spec.shape,
         device=device,
@@ -123,17 +81,14 @@ def measure_design(
     )
     config = executor.config
     inference_batch_size = max(batch_sizes)
-    counted: dict[str, Any] = dict.fromkeys(_MEMORY_KEYS)
-    if memory:
-        design_memory = count_design_memory(
-            executor.arch,
-            executor.num_members,
-            input_spec,
-            config,
-            inference_batch_size=inference_batch_size,
-            device=device,
+    counted = (
+        count_design_memory(
+            executor.arch, executor.num_members, input_spec, config,
+            inference_batch_size=inference_batch_size, device=device,
         )
-        counted = design_memory.result_keys()
+        if memory
+        else None
+    )  # fmt: skip
     return MeasureResult(
         member=executor.arch.name,
         num_members=executor.num_members,
@@ -141,32 +96,38 @@ def measure_design(
         device=str(device),
         input=input_spec.name,
         precision=config.precision,
-        latency_ms_batch1=fused.latency_ms_batch1,
-        throughput_images_per_s=fused.throughput_images_per_s,
-        throughput_batch_size=fused.batch_size_throughput,
-        loop_latency_ms_batch1=loop.latency_ms_batch1,
-        loop_throughput_images_per_s=loop.throughput_images_per_s,
-        timing_repeats=min(fused.repeats, loop.repeats),
+        latency_ms_batch1=by_executor.latency_ms_batch1,
+        throughput_images_per_s=by_executor.throughput_images_per_s,
+        throughput_batch_size=by_executor.throughput_batch_size,
+        loop_latency_ms_batch1=by_loop.latency_ms_batch1,
+        loop_throughput_images_per_s=by_loop.throughput_images_per_s,
+        timing_repeats=min(by_executor.repeats, by_loop.repeats),
         weights_bytes=weights_bytes(executor),
         flops_per_image=design_flops_per_image(executor.num_members, executor.arch, input_spec),
         train_batch_size=config.batch_size,
         inference_batch_size=inference_batch_size,
-        **counted,
+        # All k members at once (fused) and one at a time (loop); None where not counted.
+        peak_train_memory_bytes=counted.train["fused"].peak_bytes if counted else None,
+        peak_inference_memory_bytes=counted.inference["fused"].peak_bytes if counted else None,
+        loop_train_memory_bytes=counted.train["loop"].peak_bytes if counted else None,
+        loop_inference_memory_bytes=counted.inference["loop"].peak_bytes if counted else None,
+        memory_method=MEMORY_METHOD if counted else None,
+        memory=counted.to_dict() if counted else None,
     )
 
 
 def measure_run(
     result: TrainResult, dataset: DatasetTensors, device: torch.device, *, memory: bool
-) -> dict[str, Any]:
-    """Latency, throughput and (with `memory`) peak memory of a trained run, as result keys.
+) -> MeasuredRun:
+    """Latency, throughput and (with `memory`) peak memory of a trained run.
 
-    A measurement that fails is noted under `measure_error`, not raised: the trained result
-    must reach the database either way.
+    A measurement that fails is returned with its `measure_error`, not raised: the trained
+    result must reach the database either way.
     """
     began = time.perf_counter()
     try:
         executor = restore_executor(result, device)
         measured = measure_design(executor, dataset.input_spec(), device, memory=memory)
     except Exception as error:
-        return {"measure_error": f"{type(error).__name__}: {error}"}
-    return {**measured.to_dict(), "measure_time_s": time.perf_counter() - began}
+        return MeasuredRun(None, measure_error=f"{type(error).__name__}: {error}")
+    return MeasuredRun(measured, measure_time_s=time.perf_counter() - began)

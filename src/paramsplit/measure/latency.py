@@ -44,7 +44,7 @@ class InferenceMeasurement:
 
     latency_ms_batch1: float
     throughput_images_per_s: float
-    batch_size_throughput: int
+    throughput_batch_size: int
     repeats: int
 
 
@@ -152,7 +152,7 @@ def measure_inference_side_by_side(
             InferenceMeasurement(
                 latency_ms_batch1=1000 * seconds[1][i],
                 throughput_images_per_s=best / seconds[best][i],
-                batch_size_throughput=best,
+                throughput_batch_size=best,
                 repeats=fewest,
             )
         )

@@ -66,17 +66,6 @@ class DesignMemory:
     train: dict[str, MemoryCount]
     inference: dict[str, MemoryCount]
 
-    def result_keys(self) -> dict[str, Any]:
-        """The figures as a run's result keys (see `paramsplit.store.schema`)."""
-        return {
-            "peak_train_memory_bytes": self.train["fused"].peak_bytes,
-            "peak_inference_memory_bytes": self.inference["fused"].peak_bytes,
-            "loop_train_memory_bytes": self.train["loop"].peak_bytes,
-            "loop_inference_memory_bytes": self.inference["loop"].peak_bytes,
-            "memory_method": MEMORY_METHOD,
-            "memory": self.to_dict(),
-        }
-
     def summary(self) -> dict[str, Any]:
         """Flat keys for `paramsplit describe`: all k at once, then one at a time."""
         summary: dict[str, Any] = {

@@ -11,11 +11,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from paramsplit.errors import StoreError
+from paramsplit.records import RUN_SPEC_FIELDS, RunSpec, check_named
 
 # What determines a result. Changing any of these makes a new run; two studies that ask for
 # the same values (at whatever budget) share one run. The member name carries its depth and
 # width, and the dataset name its input shape.
 IDENTITY_KEYS = ("family", "design_class", "num_members", "member", "dataset", "config", "seed")
+check_named(IDENTITY_KEYS, RUN_SPEC_FIELDS, "store.identity.IDENTITY_KEYS")
 RUN_ID_LENGTH = 16  # hex digits of sha256: 64 bits, ~1e-8 chance of a collision in 1M runs
 
 
@@ -48,8 +50,14 @@ def canonical_json(value: Any) -> str:
     return json.dumps(to_jsonable(value), sort_keys=True, separators=(",", ":"))
 
 
-def identity_of(spec: Mapping[str, Any]) -> dict[str, Any]:
+def spec_data(spec: RunSpec | Mapping[str, Any]) -> Mapping[str, Any]:
+    """A run spec as plain data: a `RunSpec`'s dict, or the mapping as given."""
+    return spec.to_dict() if isinstance(spec, RunSpec) else spec
+
+
+def identity_of(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
     """The fields of `spec` that determine its result, checked and in JSON form."""
+    spec = spec_data(spec)
     missing = [key for key in IDENTITY_KEYS if key not in spec]
     if missing:
         raise StoreError(
@@ -70,7 +78,7 @@ def identity_of(spec: Mapping[str, Any]) -> dict[str, Any]:
     return identity
 
 
-def run_id_for(spec: Mapping[str, Any]) -> str:
+def run_id_for(spec: RunSpec | Mapping[str, Any]) -> str:
     """The run's id: sha256 of the canonical JSON of its design, dataset, config and seed.
 
     Pass the training config with its defaults resolved (e.g. the family's weight decay), so

@@ -16,6 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 import paramsplit
 from paramsplit.errors import ClaimLostError, StoreError, StoreWriteError
+from paramsplit.records import RunResult, RunSpec
 from paramsplit.store import claims, database, queries, rows, schema
 from paramsplit.store import measurements as measured
 from paramsplit.store.claims import Claim
@@ -125,7 +126,7 @@ class Store:
                 )
             return False
 
-    def add_runs(self, study: str, specs: Sequence[Mapping[str, Any]]) -> AddedRuns:
+    def add_runs(self, study: str, specs: Sequence[RunSpec | Mapping[str, Any]]) -> AddedRuns:
         """Add runs to a study, once each: a run already in the database (finished or not, in
         this study or another) is linked, never duplicated or reset. A run asked for at
         several budgets (two budgets can plan the same design) is linked once per budget."""
@@ -230,10 +231,13 @@ class Store:
                 raise _lost(connection, run, "record its epoch")
             rows.upsert_epochs(connection, [row])
 
-    def finish(self, run: RunRef, result: Mapping[str, Any]) -> None:
-        """Mark a run done with its result: keys named like a metric column fill it, the whole
-        dict goes to `metrics`, and a `curve` list of epoch records to `epochs`."""
+    def finish(self, run: RunRef, result: RunResult | Mapping[str, Any]) -> None:
+        """Mark a run done with its result (a `RunResult`, or its dict): keys named like a
+        metric column fill it, the whole dict goes to `metrics`, and a `curve` list of epoch
+        records to `epochs`."""
         run_id = _run_id(run)
+        if isinstance(result, RunResult):
+            result = result.to_dict()
         values = rows.columns_from(result, schema.runs, schema.METRIC_COLUMNS, "result")
         values |= rows.columns_from(result, schema.runs, schema.ENVIRONMENT_COLUMNS, "result")
         values |= rows.columns_from(result, schema.runs, schema.WEIGHTS_COLUMNS, "result")

@@ -11,15 +11,17 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql import ColumnElement
 
 from paramsplit.errors import StoreError
+from paramsplit.records import RunSpec
 from paramsplit.specs import design_name
 from paramsplit.store import schema
-from paramsplit.store.identity import identity_of, run_id_for, to_jsonable
+from paramsplit.store.identity import identity_of, run_id_for, spec_data, to_jsonable
 
 _IN_CHUNK = 500  # ids per `IN (...)`: well under SQLite's and PostgreSQL's parameter limits
 
 
-def run_row(spec: Mapping[str, Any]) -> dict[str, Any]:
+def run_row(spec: RunSpec | Mapping[str, Any]) -> dict[str, Any]:
     """A new `runs` row from a run spec; `ratio` and `design` derived where not given."""
+    spec = spec_data(spec)
     identity = identity_of(spec)
     row = columns_from(spec, schema.runs, schema.DESIGN_COLUMNS, "run spec") | {
         "run_id": run_id_for(spec),

@@ -28,6 +28,14 @@ from sqlalchemy import (
     TypeDecorator,
 )
 
+from paramsplit.records import (
+    EPOCH_FIELDS,
+    RESULT_FIELDS,
+    RUN_SPEC_FIELDS,
+    WEIGHTS_FIELDS,
+    check_named,
+)
+
 # Bump with every change to the tables below, and add a step to `migrations.STEPS`.
 # 2: a study links a run once per budget it asked for (budget_params in the primary key).
 # 3: `measurements`, inference measured side by side after training (`paramsplit measure`).
@@ -94,7 +102,7 @@ DESIGN_COLUMNS: dict[str, Any] = {
     "seed": Integer,
 }
 
-# Filled by `Store.finish` from the result dict's keys of the same name.
+# Filled by `Store.finish` from the result's keys of the same name (`records.RunResult`).
 METRIC_COLUMNS: dict[str, Any] = {
     "test_accuracy": Double,
     "test_logit_accuracy": Double,
@@ -130,6 +138,13 @@ WEIGHTS_COLUMNS: dict[str, Any] = {
     "weights_bytes": BigInteger,
     "weights_sha256": String(64),
 }
+
+# The columns a run's records fill name their fields (`paramsplit.records`): a field renamed
+# there must be renamed here, and in the database (a new SCHEMA_VERSION and migration).
+# (`design` is the name of `RunSpec.design`, which the store derives.)
+check_named(set(DESIGN_COLUMNS) - {"design"}, RUN_SPEC_FIELDS, "schema.DESIGN_COLUMNS")
+check_named(METRIC_COLUMNS, RESULT_FIELDS, "schema.METRIC_COLUMNS")
+check_named(WEIGHTS_COLUMNS, WEIGHTS_FIELDS, "schema.WEIGHTS_COLUMNS")
 
 ENVIRONMENT_COLUMNS: dict[str, Any] = {
     "device": String(200),
@@ -192,6 +207,8 @@ EPOCH_COLUMNS: dict[str, Any] = {
     "epoch_time_s": Double,
     "elapsed_train_s": Double,
 }
+
+check_named(EPOCH_COLUMNS, EPOCH_FIELDS, "schema.EPOCH_COLUMNS")
 
 epochs = Table(
     "epochs",

@@ -17,6 +17,7 @@ from typing import Any
 
 from paramsplit.adaptive import Decision, decide
 from paramsplit.adaptive.stored import load_records, load_settings
+from paramsplit.records import RunSpec
 from paramsplit.store import Store
 from paramsplit.study import interrupts
 
@@ -59,6 +60,6 @@ class AdaptiveScheduler:
         rungs = self.settings.rungs
         if not rungs or epoch < rungs[0] or epoch >= self.settings.epochs:
             return None
-        if run["spec"]["num_members"] == 1:
+        if RunSpec.from_dict(run["spec"]).num_members == 1:
             return None
         return self.decide().stop.get(run["run_id"])

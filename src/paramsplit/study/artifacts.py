@@ -28,6 +28,7 @@ from torch import Tensor
 
 import paramsplit
 from paramsplit.errors import ArtifactError
+from paramsplit.records import KeptWeights, RunSpec
 from paramsplit.specs import ArchSpec, InputSpec, parse_arch, parse_input
 from paramsplit.store.database import folder_beside
 from paramsplit.store.identity import run_id_for
@@ -40,9 +41,6 @@ if TYPE_CHECKING:
 WEIGHTS_FORMAT = "paramsplit-weights"
 WEIGHTS_FORMAT_VERSION = "1"
 WEIGHTS_SUFFIX = ".safetensors"
-# The result keys (and run columns) that record kept weights; `weights_error` says why a
-# finished run has none where writing them failed.
-WEIGHTS_KEYS = ("weights_path", "weights_bytes", "weights_sha256")
 
 
 def artifacts_dir_for(db: str) -> Path:
@@ -96,32 +94,31 @@ def weights_file(
 
 def write_run_weights(
     path: Path, run_id: str, result: TrainResult, dataset: DatasetTensors
-) -> dict[str, Any]:
-    """Write a run's selected weights to `path` (atomically); the result keys that record
-    them (`WEIGHTS_KEYS`), the path made absolute."""
+) -> KeptWeights:
+    """Write a run's selected weights to `path` (atomically); where they are (the path made
+    absolute), their size and hash."""
     path = path.resolve()
     data, _ = weights_file(run_id, result, dataset)
     write_atomically(path, [data], mode=0o644)  # data to share, unlike a private checkpoint
-    return {
-        "weights_path": str(path),
-        "weights_bytes": len(data),
-        "weights_sha256": hashlib.sha256(data).hexdigest(),
-    }
+    return KeptWeights(
+        weights_path=str(path),
+        weights_bytes=len(data),
+        weights_sha256=hashlib.sha256(data).hexdigest(),
+    )
 
 
 def save_run_weights(
-    folder: Path, spec: Mapping[str, Any], result: TrainResult, dataset: DatasetTensors
-) -> dict[str, Any]:
+    folder: Path, spec: RunSpec, result: TrainResult, dataset: DatasetTensors
+) -> KeptWeights:
     """Keep a finished run's selected weights in `folder`, named by its run id (the hash of
-    `spec`, `run_id_for`); the result keys that record them. A file that cannot be written
-    is not the run's failure: the result then says why under `weights_error`, and the run
-    is recorded all the same."""
+    `spec`, `run_id_for`). A file that cannot be written is not the run's failure: the
+    result then says why in `weights_error`, and the run is recorded all the same."""
     run_id = run_id_for(spec)
     path = weights_path_for(folder, run_id)
     try:
         return write_run_weights(path, run_id, result, dataset)
     except OSError as error:
-        return {"weights_error": f"cannot write {path}: {error.strerror or error}"}
+        return KeptWeights(weights_error=f"cannot write {path}: {error.strerror or error}")
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from paramsplit.data import DatasetTensors
 from paramsplit.errors import ParamSplitError
 from paramsplit.planner import PlannedDesign, plan_budget, plan_single
 from paramsplit.planner.accounting import count_params
+from paramsplit.records import RunSpec
 from paramsplit.specs import DESIGN_CLASSES, InputSpec, TrainConfig, parse_arch
 from paramsplit.store import Store
 from paramsplit.study.checks import check_definition, no_runs
@@ -98,26 +99,33 @@ class Infeasible:
     reason: str
 
 
-def run_spec(row: PlannedDesign, dataset: str, config: TrainConfig, seed: int) -> dict[str, Any]:
-    """What the store needs of one run; the config carries its resolved weight decay, so one
-    protocol always hashes to one run id."""
-    assert row.member is not None
+def run_spec(row: PlannedDesign, dataset: str, config: TrainConfig, seed: int) -> RunSpec:
+    """One run of a feasible planned design; its config carries the resolved weight decay,
+    so one protocol always hashes to one run id."""
+    member, member_params, total_params, ratio = (
+        row.member,
+        row.member_params,
+        row.total_params,
+        row.ratio,
+    )
+    assert member is not None and member_params is not None
+    assert total_params is not None and ratio is not None
     resolved = dataclasses.replace(config, weight_decay=config.weight_decay_for(row.family))
-    return {
-        "family": row.family,
-        "design_class": row.design_class.value,
-        "num_members": row.num_members,
-        "member": row.member.name,
-        "member_depth": row.member.depth,
-        "member_width": row.member.width,
-        "member_params": row.member_params,
-        "total_params": row.total_params,
-        "budget_params": row.budget_params,
-        "ratio": row.ratio,
-        "dataset": dataset,
-        "config": dataclasses.asdict(resolved),
-        "seed": seed,
-    }
+    return RunSpec(
+        family=row.family,
+        design_class=row.design_class,
+        num_members=row.num_members,
+        member=member.name,
+        member_depth=member.depth,
+        member_width=member.width,
+        member_params=member_params,
+        total_params=total_params,
+        budget_params=row.budget_params,
+        ratio=ratio,
+        dataset=dataset,
+        config=resolved,
+        seed=seed,
+    )
 
 
 def _plans(
@@ -143,10 +151,10 @@ def _plans(
 
 def expand_study(
     study: StudyDefinition, datasets: dict[str, DatasetTensors]
-) -> tuple[list[dict[str, Any]], list[Infeasible]]:
+) -> tuple[list[RunSpec], list[Infeasible]]:
     """Every run of the study, in a stable order, and the designs that cannot meet a budget.
     A study with no feasible run is an error (`StudyError`), with the first reason."""
-    specs: list[dict[str, Any]] = []
+    specs: list[RunSpec] = []
     infeasible: list[Infeasible] = []
     for dataset_name in study.datasets:
         for family, budget, plan in _plans(study, datasets[dataset_name].input_spec()):
@@ -176,7 +184,7 @@ def expand_study(
     return specs, infeasible
 
 
-Expansion = tuple[list[dict[str, Any]], list[Infeasible]]
+Expansion = tuple[list[RunSpec], list[Infeasible]]
 
 
 def register_study(

@@ -189,9 +189,7 @@ def load_study_file(path: str | Path) -> StudyDefinition:
             raise StudyFileError(f"{_where(path, text, key)}: field '{key}': {error}") from None
     try:
         check_train_settings(train)
-        if "milestones" in train:
-            train = {**train, "milestones": tuple(train["milestones"])}
-        fields["config"] = TrainConfig(**train)
+        fields["config"] = TrainConfig.from_dict(train)
         return StudyDefinition(**fields)
     except ParamSplitError as error:
         # TrainConfig's range errors begin with the setting's name ("epochs must be >= 1").

@@ -90,14 +90,6 @@ class MeasureSession:
         }
 
 
-def _config(stored: Mapping[str, Any]) -> TrainConfig:
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    values = {key: value for key, value in stored.items() if key in known}
-    if "milestones" in values:
-        values["milestones"] = tuple(values["milestones"])
-    return TrainConfig(**values)
-
-
 def budget_groups(
     runs: Iterable[Mapping[str, Any]],
     input_specs: Mapping[str, InputSpec],
@@ -115,7 +107,7 @@ def budget_groups(
     for run in runs:
         if run["status"] != "done":
             continue
-        config = _config(run["config"])
+        config = TrainConfig.from_dict(run["config"], ignore_unknown=True)
         budget = run["budget_params"] or run["total_params"]
         inference = tuple(getattr(config, name) for name in _INFERENCE_CONFIG)
         key = (run["dataset"], run["family"], budget, *inference)

@@ -25,6 +25,7 @@ import torch
 
 from paramsplit.data import DatasetTensors
 from paramsplit.errors import ClaimLostError, DiskFullError, UsageError
+from paramsplit.records import RunSpec
 from paramsplit.store import Claim, Store, default_worker
 from paramsplit.study.checks import check_runnable
 from paramsplit.study.definition import StudyDefinition, register_study
@@ -99,7 +100,7 @@ def _remote_training(
 
     @ray.remote(num_cpus=cpus_per_run, num_gpus=gpus_per_run, max_retries=0)
     def train_task(
-        spec: dict[str, Any], dataset: DatasetTensors, checkpoint: Path | None, measure: str
+        spec: RunSpec, dataset: DatasetTensors, checkpoint: Path | None, measure: str
     ) -> Outcome:
         torch.set_num_threads(max(1, int(cpus_per_run)))
         data, where = dataset.to(device), torch.device(device)
@@ -139,9 +140,9 @@ class _Driver:
         self.on_run("start", run)
         checkpoint = self.checkpoint_dir / f"{run['run_id']}.pt" if self.checkpoint_dir else None
         run["checkpoint"] = checkpoint
-        spec = run["spec"]
-        measure = self.study.measurement_for(spec["seed"])
-        ref = self.task.remote(spec, self.dataset_refs[spec["dataset"]], checkpoint, measure)
+        spec = RunSpec.from_dict(run["spec"])
+        measure = self.study.measurement_for(spec.seed)
+        ref = self.task.remote(spec, self.dataset_refs[spec.dataset], checkpoint, measure)
         self.in_flight[ref] = run
 
     def keep_claims(self, waiting: list[Any]) -> None:

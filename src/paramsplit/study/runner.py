@@ -20,6 +20,7 @@ import torch
 
 from paramsplit.data import DatasetTensors, load_dataset
 from paramsplit.errors import UsageError
+from paramsplit.records import RunSpec
 from paramsplit.store import Store, default_worker
 from paramsplit.store.database import folder_beside
 from paramsplit.study import interrupts
@@ -166,7 +167,7 @@ def _work(
                 on_run("start", run)
             folder = settings.checkpoint_dir
             checkpoint = folder / f"{run['run_id']}.pt" if folder else None
-            measure = study.measurement_for(run["spec"]["seed"])
+            measure = study.measurement_for(RunSpec.from_dict(run["spec"]).seed)
             held = execute_run(
                 store, run, datasets, settings, measure, on_progress, checkpoint, should_stop
             )

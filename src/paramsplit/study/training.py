@@ -14,14 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 
 from paramsplit.data import DatasetTensors
 from paramsplit.errors import CheckpointError, ClaimLostError, DiskFullError, StoreError
 from paramsplit.measure import measure_run
-from paramsplit.specs import DesignClass, DesignSpec, TrainConfig, parse_arch
+from paramsplit.records import RunResult, RunSpec, TrainingLoad
 from paramsplit.store import Claim, Store
 from paramsplit.study import interrupts
 from paramsplit.study.artifacts import save_run_weights
@@ -62,18 +62,18 @@ class StopRun(Exception):
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a run ended, as data (also what a Ray task sends back): `done` with its `result`
-    summary, or `failed` with a `reason`; `notes` say what else happened on the way (a
-    checkpoint set aside)."""
+    """How a run ended, as data (also what a Ray task sends back): `done` with its `result`,
+    or `failed` with a `reason`; `notes` say what else happened on the way (a checkpoint
+    set aside)."""
 
-    status: str
-    result: dict[str, Any] | None = None
+    status: Literal["done", "failed"]
+    result: RunResult | None = None
     reason: str | None = None
     notes: tuple[str, ...] = ()
 
 
 def train_run(
-    spec: dict[str, Any],
+    spec: RunSpec,
     dataset: DatasetTensors,
     executor: str,
     device: torch.device,
@@ -90,14 +90,9 @@ def train_run(
     recorded: `DiskFullError`, and a `StoreError` from `progress` (the claim was lost, or
     the database refused a write).
     """
-    # The member's name carries its depth and every stage's width (`resnet-56-8.16.31`).
-    design = DesignSpec(
-        DesignClass(spec["design_class"]), spec["num_members"], parse_arch(spec["member"])
-    )
-    config = TrainConfig(**{**spec["config"], "milestones": tuple(spec["config"]["milestones"])})
     train = functools.partial(
-        train_design, design, dataset, config, spec["seed"], executor=executor, device=device,
-        progress=progress, checkpoint=checkpoint,
+        train_design, spec.design, dataset, spec.config, spec.seed, executor=executor,
+        device=device, progress=progress, checkpoint=checkpoint,
     )  # fmt: skip
     notes: list[str] = []
     try:
@@ -122,15 +117,16 @@ def train_run(
         return Outcome("failed", reason=reason, notes=tuple(notes))
     if result.status != "done":
         return Outcome("failed", reason=f"{result.status}: {result.reason}", notes=tuple(notes))
-    summary = result.to_dict()
+    summary, weights = result.summary(), None
     if artifacts_dir is not None:
-        summary |= save_run_weights(artifacts_dir, spec, result, dataset)
+        weights = save_run_weights(artifacts_dir, spec, result, dataset)
+    measured = None
     if measure != "none":
         if progress is not None:
             progress("measure", 0, 1, {})
         measured = measure_run(result, dataset, device, memory=measure == "all")
-        summary |= {key: value for key, value in measured.items() if key not in summary}
-    return Outcome("done", result=summary, notes=tuple(notes))
+    finished = RunResult(summary, weights=weights, measured=measured)
+    return Outcome("done", result=finished, notes=tuple(notes))
 
 
 def with_load(outcome: Outcome, workers: int) -> Outcome:
@@ -140,10 +136,9 @@ def with_load(outcome: Outcome, workers: int) -> Outcome:
     taken under the same load; `paramsplit measure` takes latency side by side, alone."""
     if outcome.status != "done" or outcome.result is None:
         return outcome
-    load: dict[str, Any] = {"concurrent_workers": workers}
-    if outcome.result.get("latency_ms_batch1") is not None:
-        load["latency_under_load"] = workers > 1
-    return dataclasses.replace(outcome, result={**outcome.result, **load})
+    under_load = workers > 1 if outcome.result.latency_measured else None
+    load = TrainingLoad(concurrent_workers=workers, latency_under_load=under_load)
+    return dataclasses.replace(outcome, result=dataclasses.replace(outcome.result, load=load))
 
 
 def record_outcome(store: Store, claim: Claim, outcome: Outcome, checkpoint: Path | None) -> None:
@@ -153,7 +148,7 @@ def record_outcome(store: Store, claim: Claim, outcome: Outcome, checkpoint: Pat
     if outcome.status == "done":
         assert outcome.result is not None
         notes = {"notes": list(outcome.notes)} if outcome.notes else {}
-        store.finish(claim, {**outcome.result, **notes})
+        store.finish(claim, outcome.result.to_dict() | notes)
     else:
         assert outcome.reason is not None
         store.fail(claim, outcome.reason, notes=outcome.notes)
@@ -176,7 +171,7 @@ def execute_run(
     alone. Whatever else stops it (Ctrl-C, SIGTERM, a full disk) gives the run back.
     `should_stop`, asked after every epoch, stops the run there: it is stored as stopped,
     and its checkpoint stays, to resume from should the run be wanted after all."""
-    spec, claim = run["spec"], Claim.of(run)
+    spec, claim = RunSpec.from_dict(run["spec"]), Claim.of(run)
 
     def progress(kind: str, done: int, total: int, values: dict[str, float]) -> None:
         if kind == "epoch":  # the curve so far is durable, and the claim is checked and kept
@@ -187,7 +182,7 @@ def execute_run(
         if on_progress is not None:
             on_progress(kind, done, total, values)
 
-    dataset, device = datasets[spec["dataset"]], torch.device(settings.device)
+    dataset, device = datasets[spec.dataset], torch.device(settings.device)
     try:
         interrupts.let_through()  # one held off since the claim is raised here: run given back
         try:

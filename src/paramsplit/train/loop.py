@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -23,7 +24,8 @@ from paramsplit.train.choice import WARMUP_STEPS, ExecutorChoice, time_candidate
 from paramsplit.train.device import synchronize
 from paramsplit.train.executors import EXECUTORS, Executor, make_executor
 from paramsplit.train.metrics import EnsembleMetrics, ensemble_metrics
-from paramsplit.train.records import EpochRecord, TrainResult, record_from_dict, record_to_dict
+from paramsplit.train.records import EpochRecord, TrainResult
+from paramsplit.train.run_state import RunState
 
 # Evaluation keeps no activations for a backward pass, so it takes 8× the default training
 # batch for about a training step's memory (resnet-20, 3×32×32, counted by `paramsplit
@@ -52,10 +54,6 @@ def member_seeds(seed: int, num_members: int) -> list[MemberSeeds]:
 
 
 ProgressCallback = Callable[[str, int, int, dict[str, float]], None]
-
-
-def _selection_key(metrics: EnsembleMetrics) -> tuple[float, float]:
-    return (metrics.accuracy, -metrics.nll)
 
 
 def evaluate(
@@ -143,6 +141,147 @@ def choose_executor(
     return time_candidates({name: partial(step, e) for name, e in executors.items()})
 
 
+def _choice(
+    saved: dict[str, Any] | None,
+    executor: str,
+    design: DesignSpec,
+    dataset: DatasetTensors,
+    config: TrainConfig,
+    device: torch.device,
+) -> ExecutorChoice:
+    """The checkpoint's executor, else the one asked for, else (`auto`) the fastest here."""
+    if saved is not None:
+        return ExecutorChoice(
+            saved["executor"],
+            saved["executor_step_ms"],
+            saved.get("executor_rounds_ms", {}),
+            saved.get("executor_reason", "from the checkpoint"),
+        )
+    if executor == "auto":
+        return choose_executor(design, dataset, config, device)
+    return ExecutorChoice(executor, reason="set by the caller")
+
+
+def _start(
+    choice: ExecutorChoice,
+    design: DesignSpec,
+    dataset: DatasetTensors,
+    config: TrainConfig,
+    seed: int,
+    device: torch.device,
+) -> RunState:
+    """A run at its first epoch: members initialised and random streams seeded from `seed`."""
+    seeds = member_seeds(seed, design.num_members)
+    runner = make_executor(
+        choice.name, design.member, dataset.input_spec(), [s.init for s in seeds], config, device
+    )
+    return RunState(
+        choice,
+        runner,
+        order_generators=_generators([s.data_order for s in seeds], device),
+        augment_generators=_generators([s.augment for s in seeds], device),
+    )
+
+
+@dataclass(frozen=True)
+class _EpochTraining:
+    """One pass over the training set: each member's mean loss, and where the time went."""
+
+    member_loss: list[float]
+    train_s: float
+    data_s: float
+    compute_s: float
+
+
+def _train_epoch(
+    run: RunState,
+    dataset: DatasetTensors,
+    batch_size: int,
+    epoch: int,
+    progress: ProgressCallback | None,
+) -> _EpochTraining:
+    runner, device = run.runner, run.runner.device
+    num_train = len(dataset.train_images)
+    num_steps = -(-num_train // batch_size)
+    epoch_began = time.perf_counter()
+    data_s = compute_s = 0.0
+    loss_sum = torch.zeros(runner.num_members, device=device)
+    batches = member_batches(num_train, batch_size, run.order_generators, device=device)
+    for step, indices in enumerate(batches, start=1):
+        began = time.perf_counter()
+        images, labels = _batch(dataset, indices, run.augment_generators)
+        synchronize(device)
+        data_done = time.perf_counter()
+        losses = runner.train_step(images, labels)
+        loss_sum += losses * labels.shape[1]
+        synchronize(device)
+        compute_s += time.perf_counter() - data_done
+        data_s += data_done - began
+        if progress is not None:
+            progress("step", step, num_steps, {"epoch": epoch})
+    runner.end_epoch()
+    train_s = time.perf_counter() - epoch_began
+    return _EpochTraining((loss_sum / num_train).tolist(), train_s, data_s, compute_s)
+
+
+def _final_tests(
+    run: RunState, dataset: DatasetTensors
+) -> tuple[EnsembleMetrics | None, EnsembleMetrics | None]:
+    """Test metrics of the selected epoch's weights and of the last epoch's (None without an
+    epoch). Leaves the selected weights loaded."""
+    if not run.records:
+        return None, None
+    final_test = evaluate(run.runner, dataset.test_images, dataset.test_labels, dataset)
+    if run.best_epoch == run.records[-1].epoch:
+        return final_test, final_test
+    run.runner.load_member_states(run.best_states)
+    best_test = evaluate(run.runner, dataset.test_images, dataset.test_labels, dataset)
+    return best_test, final_test
+
+
+def _epoch(
+    run: RunState,
+    dataset: DatasetTensors,
+    config: TrainConfig,
+    epoch: int,
+    progress: ProgressCallback | None,
+) -> str | None:
+    """Train and validate one epoch and keep its record; why the run diverged, or None."""
+    lr = run.runner.lr
+    trained = _train_epoch(run, dataset, config.batch_size, epoch, progress)
+    run.elapsed_train_s += trained.train_s
+    if not all(np.isfinite(trained.member_loss)):
+        return f"non-finite training loss in epoch {epoch}"
+    eval_began = time.perf_counter()
+    val = evaluate(run.runner, dataset.val_images, dataset.val_labels, dataset)
+    test = (
+        evaluate(run.runner, dataset.test_images, dataset.test_labels, dataset)
+        if config.test_every_epoch
+        else None
+    )
+    eval_s = time.perf_counter() - eval_began
+    if not np.isfinite(val.nll):  # the last step blew the weights up after its loss
+        return f"non-finite validation predictions in epoch {epoch}"
+    images_per_epoch = run.runner.num_members * len(dataset.train_images)
+    run.keep(
+        EpochRecord(
+            epoch=epoch,
+            lr=lr,
+            train_loss=float(np.mean(trained.member_loss)),
+            member_train_loss=tuple(trained.member_loss),
+            val=val,
+            test=test,
+            epoch_time_s=trained.train_s + eval_s,
+            compute_time_s=trained.compute_s,
+            data_time_s=trained.data_s,
+            eval_time_s=eval_s,
+            elapsed_train_s=run.elapsed_train_s,
+            train_images_per_s=images_per_epoch / max(trained.train_s, 1e-9),
+        )
+    )
+    return None
+
+
 def train_design(
     design: DesignSpec,
     dataset: DatasetTensors,
@@ -162,154 +301,52 @@ def train_design(
     device = torch.device(device) if device is not None else dataset.device
     dataset = dataset.to(device) if dataset.device != device else dataset
     saved = load_checkpoint(checkpoint) if checkpoint is not None else None
+    choice = _choice(saved, executor, design, dataset, config, device)
+    run = _start(choice, design, dataset, config, seed, device)
     if saved is not None:
-        choice = ExecutorChoice(
-            saved["executor"],
-            saved["executor_step_ms"],
-            saved.get("executor_rounds_ms", {}),
-            saved.get("executor_reason", "from the checkpoint"),
-        )
-    elif executor == "auto":
-        choice = choose_executor(design, dataset, config, device)
-    else:
-        choice = ExecutorChoice(executor, reason="set by the caller")
-    executor = choice.name
-    seeds = member_seeds(seed, design.num_members)
-    runner = make_executor(
-        executor, design.member, dataset.input_spec(), [s.init for s in seeds], config, device
-    )
-    order_generators = _generators([s.data_order for s in seeds], device)
-    augment_generators = _generators([s.augment for s in seeds], device)
-    num_train = len(dataset.train_images)
-    num_steps = -(-num_train // config.batch_size)
-
-    records: list[EpochRecord] = []
-    best_epoch: int | None = None
-    best_states: list[dict[str, Tensor]] = []
-    elapsed_train_s = 0.0
-    if saved is not None:
-        runner.load_member_states(saved["member_states"])
-        runner.load_training_state(saved["training_state"])
-        for generator, state in zip(
-            order_generators + augment_generators, saved["generators"], strict=True
-        ):
-            generator.set_state(state)
-        records = [record_from_dict(r) for r in saved["records"]]
-        best_epoch, best_states = saved["best_epoch"], saved["best_states"]
-        elapsed_train_s = saved["elapsed_train_s"]
+        run.resume(saved)
     status, reason = "done", None
-    runner.set_training(True)
-    for epoch in range(len(records) + 1, config.epochs + 1):
-        lr = runner.lr
-        epoch_began = time.perf_counter()
-        data_s = compute_s = 0.0
-        loss_sum = torch.zeros(design.num_members, device=device)
-        for step, indices in enumerate(
-            member_batches(num_train, config.batch_size, order_generators, device=device), start=1
-        ):
-            began = time.perf_counter()
-            images, labels = _batch(dataset, indices, augment_generators)
-            synchronize(device)
-            data_done = time.perf_counter()
-            losses = runner.train_step(images, labels)
-            loss_sum += losses * labels.shape[1]
-            synchronize(device)
-            compute_s += time.perf_counter() - data_done
-            data_s += data_done - began
-            if progress is not None:
-                progress("step", step, num_steps, {"epoch": epoch})
-        runner.end_epoch()
-        member_loss = (loss_sum / num_train).tolist()
-        train_s = time.perf_counter() - epoch_began
-        elapsed_train_s += train_s
-        if not all(np.isfinite(member_loss)):
-            status, reason = "diverged", f"non-finite training loss in epoch {epoch}"
+    run.runner.set_training(True)
+    for epoch in range(len(run.records) + 1, config.epochs + 1):
+        diverged = _epoch(run, dataset, config, epoch, progress)
+        if diverged is not None:
+            status, reason = "diverged", diverged
             break
-        eval_began = time.perf_counter()
-        val = evaluate(runner, dataset.val_images, dataset.val_labels, dataset)
-        test = (
-            evaluate(runner, dataset.test_images, dataset.test_labels, dataset)
-            if config.test_every_epoch
-            else None
-        )
-        eval_s = time.perf_counter() - eval_began
-        if not np.isfinite(val.nll):  # the last step blew the weights up after its loss
-            status, reason = "diverged", f"non-finite validation predictions in epoch {epoch}"
-            break
-        record = EpochRecord(
-            epoch=epoch,
-            lr=lr,
-            train_loss=float(np.mean(member_loss)),
-            member_train_loss=tuple(member_loss),
-            val=val,
-            test=test,
-            epoch_time_s=train_s + eval_s,
-            compute_time_s=compute_s,
-            data_time_s=data_s,
-            eval_time_s=eval_s,
-            elapsed_train_s=elapsed_train_s,
-            train_images_per_s=design.num_members * num_train / max(train_s, 1e-9),
-        )
-        records.append(record)
-        # Validation accuracy decides; on a small validation set it ties often, and the
-        # lower validation NLL breaks the tie (the better-fitted weights of the two).
-        if best_epoch is None or _selection_key(val) > _selection_key(records[best_epoch - 1].val):
-            best_epoch, best_states = epoch, runner.member_states()
         if checkpoint is not None:
-            save_checkpoint(
-                checkpoint,
-                {
-                    "executor": executor,
-                    "executor_step_ms": choice.step_ms,
-                    "executor_rounds_ms": choice.rounds_ms,
-                    "executor_reason": choice.reason,
-                    "member_states": runner.member_states(),
-                    "training_state": runner.training_state(),
-                    "generators": [g.get_state() for g in order_generators + augment_generators],
-                    "records": [record_to_dict(r) for r in records],
-                    "best_epoch": best_epoch,
-                    "best_states": best_states,
-                    "elapsed_train_s": elapsed_train_s,
-                },
-            )
+            save_checkpoint(checkpoint, run.checkpoint_state())
         if progress is not None:
+            record = run.records[-1]
             progress(
                 "epoch",
                 epoch,
                 config.epochs,
                 {
                     "loss": record.train_loss,
-                    "val_accuracy": val.accuracy,
+                    "val_accuracy": record.val.accuracy,
                     "images_per_s": record.train_images_per_s,
                 },
             )
 
-    final_states = runner.member_states()
-    final_test = best_test = None
-    if records:
-        final_test = evaluate(runner, dataset.test_images, dataset.test_labels, dataset)
-        best_test = final_test
-        if best_epoch != records[-1].epoch:
-            runner.load_member_states(best_states)
-            best_test = evaluate(runner, dataset.test_images, dataset.test_labels, dataset)
+    final_states = run.runner.member_states()
+    best_test, final_test = _final_tests(run, dataset)
     return TrainResult(
         design=design,
         dataset=dataset.name,
         input_spec=dataset.input_spec(),
         seed=seed,
         config=config,
-        executor=executor,
+        executor=choice.name,
         executor_step_ms=choice.step_ms,
         executor_rounds_ms=choice.rounds_ms,
         executor_reason=choice.reason,
         status=status,
         reason=reason,
-        epochs=records,
-        best_epoch=best_epoch,
+        epochs=run.records,
+        best_epoch=run.best_epoch,
         test=best_test,
         final_test=final_test,
-        train_time_s=elapsed_train_s,
+        train_time_s=run.elapsed_train_s,
         device=str(device),
         member_states=final_states,
-        selected_member_states=best_states,
+        selected_member_states=run.best_states,
     )
