@@ -3,7 +3,7 @@
 Each EST is the analysis's own (`find_switchovers`, `est_of`), over the budgets the policy
 settled: measured budgets with the seeds the policy judged them on, and early verdicts as
 steps that show the epoch they were settled at instead of a parameter ratio. Skipped
-budgets are left out of the sequence (they are not gaps: the bisection stands for them)
+budgets are left out of the sequence (they are not gaps: the search stands for them)
 and listed apart with the reason; so are the seeds not run and the runs stopped early.
 """
 
@@ -115,6 +115,7 @@ class Saving:
     runs_trained: int = 0  # runs of the grid trained (in full or until stopped)
     runs_in_grid: int = 0
     num_skipped: int = 0  # budgets of comparisons' ladders skipped
+    policy: str = ""  # which search ran, in words (`AdaptiveSettings.describe`)
 
     @property
     def fraction(self) -> float:
@@ -141,6 +142,7 @@ class Saving:
 
     def to_dict(self) -> dict[str, Any]:
         return {
+            "policy": self.policy,
             "skipped": list(self.skipped),
             "fewer_seeds": list(self.fewer_seeds),
             "stopped": list(self.stopped),
@@ -193,6 +195,7 @@ def saving(
         runs_trained=len({r.run_id for r in spent}),
         runs_in_grid=len({r.run_id for r in records}),
         num_skipped=sum(len(budgets) for budgets in skipped.values()),
+        policy=settings.describe(),
     )
 
 

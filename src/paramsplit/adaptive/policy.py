@@ -1,12 +1,19 @@
 """The adaptive policy: a pure function of (settings, the study's runs so far) -> what to
 train next and what to stop. Live runs and `replay` call the same `decide`.
 
-Per comparison (an ensemble class at one k against the single network, over its ladder of
-budgets), `bisection.search` says which budgets to measure; each budget measured is judged
-by `seeds` (2 seeds a side, more while unclear) or, once its ensemble runs pass a rung, by
-`rungs` (an early verdict that stops them). The question budget of each family and dataset
-(its largest, where the recommendation is made) is measured in full: every design, every
-seed, every epoch. Nothing here depends on when results arrived, only on what they are, so
+Two searches, chosen by `AdaptiveSettings.search`:
+- `exact` (the default, what `--adaptive` runs): per comparison (an ensemble class at one k
+  against the single network, over its ladder of budgets), `walk.walk_down` measures from
+  the largest budget down to the first non-win, every budget with every seed to the last
+  epoch, no early verdicts. Every verdict it reads is the full grid's, so its ESTs and
+  recommendation are the full study's by construction. It costs the budgets from the top
+  down to the highest non-win, plus that one, and the question budget in full.
+- `bisection` (opt-in, cheaper, assumes verdicts monotone in budget): `bisection.search`
+  says which budgets to measure; each is judged by `seeds` (2 seeds a side, more while
+  unclear) or, once its ensemble runs pass a rung, by `rungs` (an early verdict that stops
+  them). Where verdicts are not monotone it can get an EST wrong (`replay` says where).
+The question budget of each family and dataset (its largest, where the recommendation is
+made) is measured in full under both: every design, every seed, every epoch. Nothing here depends on when results arrived, only on what they are, so
 several processes sharing a study agree, and what one hands out stays needed: the store's
 claims are the only synchronisation.
 """
@@ -18,6 +25,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paramsplit.adaptive.bisection import Search, search
+from paramsplit.adaptive.walk import walk_down
 from paramsplit.adaptive.grid import Grid, GroupKey, PairKey, ensemble_key, single_key
 from paramsplit.adaptive.rungs import (
     MIN_CALIBRATION,
@@ -30,7 +38,12 @@ from paramsplit.adaptive.rungs import (
 from paramsplit.adaptive.seeds import CLEAR_ALPHA, MIN_SEEDS, SeedsVerdict, compare, judge_seeds
 from paramsplit.analysis import DEFAULT_ACCURACY, DEFAULT_ALPHA, DEFAULT_MATCH_TOLERANCE
 from paramsplit.analysis.records import RunRecord
+from paramsplit.errors import UsageError
 from paramsplit.quantities import format_budget
+
+# The searches over a comparison's ladder (see the module).
+EXACT, BISECTION = "exact", "bisection"
+SEARCHES = (EXACT, BISECTION)
 
 # What a budget of a ladder is to the policy.
 SKIPPED, RUNNING, MEASURED, EARLY, GAP = "skipped", "running", "measured", "early", "gap"
@@ -38,10 +51,15 @@ SKIPPED, RUNNING, MEASURED, EARLY, GAP = "skipped", "running", "measured", "earl
 
 @dataclass(frozen=True)
 class AdaptiveSettings:
-    """How the policy decides: the study's seeds and epochs, and the rules' levels."""
+    """How the policy decides: the study's seeds and epochs, the search, and the rules' levels.
+
+    With `search` exact, `min_seeds` is every seed and `early` is off, whatever is given:
+    a verdict on fewer seeds, or at a rung, can differ from the full grid's.
+    """
 
     seeds: tuple[int, ...]
     epochs: int
+    search: str = EXACT
     min_seeds: int = MIN_SEEDS
     clear_alpha: float = CLEAR_ALPHA
     early: bool = True
@@ -52,15 +70,41 @@ class AdaptiveSettings:
     accuracy: str = DEFAULT_ACCURACY
     match_tolerance: tuple[float, float] = DEFAULT_MATCH_TOLERANCE
 
+    def __post_init__(self) -> None:
+        if self.search not in SEARCHES:
+            raise UsageError(
+                f"search must be one of {', '.join(SEARCHES)}, got {self.search!r}"
+            ).in_field("search")
+        if self.search == EXACT:  # frozen: set once, here, so that every reader agrees
+            object.__setattr__(self, "min_seeds", len(self.seeds))
+            object.__setattr__(self, "early", False)
+
     @property
     def rungs(self) -> tuple[int, ...]:
         return rung_epochs(self.epochs, self.rung_fractions) if self.early else ()
 
+    def describe(self) -> str:
+        """Which search runs, and how it judges a budget, in words."""
+        if self.search == EXACT:
+            return (
+                "exact search: a walk down from the largest budget to the first non-win, "
+                "every seed at each budget, no early verdicts (the full study's ESTs by "
+                "construction)"
+            )
+        rungs = ", ".join(map(str, self.rungs))
+        early = f"early verdicts at epochs {rungs}" if rungs else "no early verdicts"
+        return (
+            f"bisection search (assumes verdicts monotone in budget): {self.min_seeds} seeds "
+            f"a side while clear, {early}"
+        )
+
     @classmethod
     def for_study(cls, definition: Mapping[str, Any], **overrides: Any) -> AdaptiveSettings:
-        """Settings from a stored study definition (its seeds and epochs)."""
+        """Settings from a stored study definition (its seeds, epochs and search)."""
         seeds = tuple(sorted(int(s) for s in definition["seeds"]))
-        return cls(seeds=seeds, epochs=int(definition["config"]["epochs"]), **overrides)
+        chosen = definition.get("adaptive")
+        values: dict[str, Any] = {"search": chosen if isinstance(chosen, str) else EXACT}
+        return cls(seeds=seeds, epochs=int(definition["config"]["epochs"]), **values | overrides)
 
 
 @dataclass(frozen=True)
@@ -242,7 +286,8 @@ class _Judge:
 def _skip_reason(steps: dict[int, BudgetState], ladder: Sequence[int], index: int) -> str:
     """Why the search has not measured ladder[index]."""
     settled = {i: bool(s.win) for i, s in steps.items() if s.settled}
-    top = settled.get(len(ladder) - 1)
+    measured = [i for i, s in steps.items() if s.status != GAP]
+    top = settled.get(max(measured)) if measured else None
     if top is None:
         return "not measured yet"
     if not top:
@@ -255,7 +300,7 @@ def _skip_reason(steps: dict[int, BudgetState], ladder: Sequence[int], index: in
     if below and above:
         low, high = format_budget(ladder[max(below)]), format_budget(ladder[min(above)])
         return f"between wins at {low} and {high}: a win if verdicts are monotone"
-    if above and not non_wins:
+    if above and not non_wins and below:
         return f"below a win at {format_budget(ladder[min(above)])}, with wins at both ends"
     return "not measured yet"
 
@@ -269,8 +314,11 @@ def _pair_state(judge: _Judge, pair: PairKey, ends_only: bool) -> PairState:
     while True:
         verdicts = {i: s.win for i, s in steps.items() if s.status != GAP}
         gaps = {i for i, s in steps.items() if s.status == GAP}
-        unclear = {i for i, s in steps.items() if s.win and not s.clear}
-        found = search(len(ladder), verdicts, gaps, unclear)
+        if judge.settings.search == EXACT:
+            found = walk_down(len(ladder), verdicts, gaps)
+        else:
+            unclear = {i for i, s in steps.items() if s.win and not s.clear}
+            found = search(len(ladder), verdicts, gaps, unclear)
         probe = [i for i in found.probe if not ends_only or i in (0, last)]
         if not probe:
             break

@@ -44,6 +44,8 @@ def render_policy(decision: Decision) -> None:
 
 def render_saving(saving: Saving) -> None:
     """What an adaptive study skipped, stopped and spent, each with its reason."""
+    if saving.policy:
+        console.print(f"  [dim]{escape(saving.policy)}[/]")
     console.print(f"  compute: {escape(saving.describe())}")
     for title, count, lines in (
         ("budgets skipped", saving.num_skipped, saving.skipped),
@@ -66,17 +68,18 @@ def render_adaptive_status(
         f"{counts.get('stopped', 0)} stopped early, {counts['failed']} failed of "
         f"{counts['total']} runs in the full grid; the policy: {state}"
     )
+    console.print(f"  [dim]{escape(saving.policy)}[/]")
     render_policy(decision)
     console.print(f"  compute: {escape(saving.describe())}")
 
 
 def render_replay(result: ReplayResult) -> None:
     settings = result.settings
-    early = "with early verdicts" if settings.early else "without early verdicts"
     console.print(
-        f"[bold]replay of {escape(result.study)}[/] under the adaptive policy "
-        f"({len(settings.seeds)} seeds, {settings.epochs} epochs, {early})"
+        f"[bold]replay of {escape(result.study)}[/] under the adaptive policy, "
+        f"{settings.search} ({len(settings.seeds)} seeds, {settings.epochs} epochs)"
     )
+    console.print(f"  [dim]{escape(settings.describe())}[/]")
     console.print(f"  compute: {escape(result.saving.describe())}")
     same = sum(p.same for p in result.pairs)
     console.print(f"  ESTs: {same} of {len(result.pairs)} the same as the full study's")

@@ -11,10 +11,9 @@ from paramsplit.adaptive.answer import Saving
 def adaptive_html(saving: Saving) -> str:
     esc = html.escape
     parts = [
-        "<p>This study ran adaptively: budget bisection, two seeds where they settle the "
-        "verdict, early verdicts at rungs. Its ESTs are taken over the budgets it settled; "
-        "a skipped budget is not a measurement, and a run stopped early is neither done nor "
-        "averaged in anywhere.</p>",
+        f"<p>This study ran adaptively, with the {esc(saving.policy)}. Its ESTs are taken "
+        "over the budgets it settled; a skipped budget is not a measurement, and a run "
+        "stopped early is neither done nor averaged in anywhere.</p>",
         f"<p><strong>Compute:</strong> {esc(saving.describe())}.</p>",
     ]
     for title, count, lines in (
