@@ -1,5 +1,6 @@
-"""The adaptive policy's rules on synthetic data: bisection, sequential seeds, early
-verdicts, and replay of a synthetic full study with a known answer."""
+"""The opt-in bisection policy's rules on synthetic data: bisection, sequential seeds, early
+verdicts, and replay of a synthetic full study with a known answer. (The exact search, the
+default, is tested in test_adaptive_exact.py.)"""
 
 from __future__ import annotations
 
@@ -144,7 +145,8 @@ def test_with_require_significance_two_seeds_never_settle_a_win():
 
 
 def settings(**overrides) -> AdaptiveSettings:
-    return AdaptiveSettings(seeds=SEEDS, epochs=EPOCHS, **overrides)
+    """The bisection policy's settings (the default search is the exact one)."""
+    return AdaptiveSettings(seeds=SEEDS, epochs=EPOCHS, search="bisection", **overrides)
 
 
 def test_sequential_seeds_add_a_seed_only_where_two_are_unclear():

@@ -221,7 +221,7 @@ def test_replay_refuses_a_study_that_is_not_finished(tmp_path, small_digits):
     assert result.exit_code == 2
     assert "replay needs a finished full-grid study" in result.output
     bad = CliRunner().invoke(app, ["replay", "--db", db, "--policy", "greedy"])
-    assert "--policy must be one of adaptive, got 'greedy'" in bad.output
+    assert "--policy must be one of exact, bisection, adaptive, got 'greedy'" in bad.output
 
 
 @pytest.mark.slow  # starts Ray: ~1 min

@@ -13,9 +13,10 @@ Two searches, chosen by `AdaptiveSettings.search`:
   unclear) or, once its ensemble runs pass a rung, by `rungs` (an early verdict that stops
   them). Where verdicts are not monotone it can get an EST wrong (`replay` says where).
 The question budget of each family and dataset (its largest, where the recommendation is
-made) is measured in full under both: every design, every seed, every epoch. Nothing here depends on when results arrived, only on what they are, so
-several processes sharing a study agree, and what one hands out stays needed: the store's
-claims are the only synchronisation.
+made) is measured in full under both: every design, every seed, every epoch. Nothing here
+depends on when results arrived, only on what they are, so several processes sharing a
+study agree, and what one hands out stays needed: the store's claims are the only
+synchronisation.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from paramsplit.adaptive.bisection import Search, search
-from paramsplit.adaptive.walk import walk_down
 from paramsplit.adaptive.grid import Grid, GroupKey, PairKey, ensemble_key, single_key
 from paramsplit.adaptive.rungs import (
     MIN_CALIBRATION,
@@ -36,6 +36,7 @@ from paramsplit.adaptive.rungs import (
     rung_epochs,
 )
 from paramsplit.adaptive.seeds import CLEAR_ALPHA, MIN_SEEDS, SeedsVerdict, compare, judge_seeds
+from paramsplit.adaptive.walk import walk_down
 from paramsplit.analysis import DEFAULT_ACCURACY, DEFAULT_ALPHA, DEFAULT_MATCH_TOLERANCE
 from paramsplit.analysis.records import RunRecord
 from paramsplit.errors import UsageError

@@ -193,8 +193,10 @@ class StudyChoices:
         bool,
         typer.Option(
             "--adaptive",
-            help="Train only what the answer needs: budget bisection, 2 seeds where they "
-            "settle the verdict, early verdicts at ¼ and ½ of the epochs (paramsplit replay).",
+            help="Train only what the answer needs, with the same ESTs as the full grid: "
+            "each comparison measured from the largest budget down to its first non-win, "
+            "every seed (paramsplit replay). A study file may ask for adaptive = "
+            '"bisection" instead: cheaper, assumes monotone verdicts.',
         ),
     ] = False
 
@@ -211,7 +213,7 @@ class StudyChoices:
             study = dataclasses.replace(study, measure=self.measure)
         if self.keep_weights is not None:
             study = dataclasses.replace(study, keep_weights=self.keep_weights)
-        if self.adaptive:
+        if self.adaptive and not study.adaptive:  # a file's "bisection" stays
             study = dataclasses.replace(study, adaptive=True)
         return study
 

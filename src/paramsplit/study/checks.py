@@ -107,6 +107,8 @@ def check_definition(study: StudyDefinition) -> None:
         raise UsageError(
             f"measure must be one of {', '.join(MEASURE_CHOICES)}, got '{study.measure}'"
         ).in_field("measure")
+    adaptive_ok = study.adaptive in (False, True, "bisection")  # "exact" is stored as True
+    _require("adaptive", adaptive_ok, 'true, false, "exact" or "bisection"', study.adaptive)
 
 
 def _check_name(name: Any) -> None:

@@ -40,9 +40,10 @@ class StudyDefinition:
     `keep_weights`: each finished run keeps the weights of its selected epoch (in the
     folder `run_study` is given, see `paramsplit.study.artifacts`). Nor does it change the runs.
 
-    `adaptive`: train only what `paramsplit.adaptive` decides the answer needs (budget
-    bisection, sequential seeds, early verdicts); the full grid is still registered, so the
-    policy and `status` can say what was skipped.
+    `adaptive`: train only what `paramsplit.adaptive` decides the answer needs; the full
+    grid is still registered, so the policy and `status` can say what was skipped. True
+    (or "exact") runs the exact search (the full grid's ESTs by construction); "bisection"
+    the cheaper one that assumes verdicts monotone in budget.
     """
 
     name: str
@@ -58,9 +59,11 @@ class StudyDefinition:
     config: TrainConfig = field(default_factory=TrainConfig)
     measure: str = "all"
     keep_weights: bool = True
-    adaptive: bool = False
+    adaptive: bool | str = False
 
     def __post_init__(self) -> None:
+        if self.adaptive == "exact":  # stored as True: the digest of `adaptive = true`
+            object.__setattr__(self, "adaptive", True)
         check_definition(self)  # every field, so that nothing of a bad study is registered
 
     def measurement_for(self, seed: int) -> str:

@@ -11,7 +11,8 @@
     grid = {family = "resnet", widths = [16, 24], depths = [26, 38]}   # or as a grid
     measure = "first-seed"    # after each run: all, first-seed, latency or none
     keep_weights = true       # each finished run keeps its weights (for paramsplit export)
-    adaptive = true           # train only what the answer needs (paramsplit.adaptive)
+    adaptive = true           # train only what the answer needs (paramsplit.adaptive):
+                              # true or "exact", or "bisection" (cheaper, assumes monotone)
     [train]                   # any TrainConfig field
     epochs = 30
     batch_size = 64
@@ -135,6 +136,12 @@ def _boolean(value: Any) -> bool:
     return value
 
 
+def _adaptive(value: Any) -> bool | str:
+    if isinstance(value, bool) or value in ("exact", "bisection"):
+        return value
+    raise TypeError(f'expected true, false, "exact" or "bisection", got {value!r}')
+
+
 def load_study_file(path: str | Path) -> StudyDefinition:
     """Read and validate a TOML study file."""
     path = Path(path)
@@ -172,7 +179,7 @@ def load_study_file(path: str | Path) -> StudyDefinition:
         "match": str,
         "measure": _measure,
         "keep_weights": _boolean,
-        "adaptive": _boolean,
+        "adaptive": _adaptive,
     }
     for key, convert in converters.items():
         if key not in data:
