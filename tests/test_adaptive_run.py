@@ -113,7 +113,9 @@ def test_a_study_file_can_ask_for_an_adaptive_study(tmp_path):
     path.write_text('families = ["resnet"]\nbudgets = ["10k"]\nadaptive = true\n')
     assert load_study_file(path).adaptive
     path.write_text('families = ["resnet"]\nbudgets = ["10k"]\nadaptive = "yes"\n')
-    with pytest.raises(StudyFileError, match="field 'adaptive': expected true or false"):
+    with pytest.raises(
+        StudyFileError, match='field \'adaptive\': expected true, false, "exact" or "bisection"'
+    ):
         load_study_file(path)
 
 
