@@ -70,12 +70,16 @@ def test_an_adaptive_study_trains_what_its_policy_wants_and_says_what_it_skipped
     assert result.exit_code == 0, result.output
     assert "adaptive" in result.output and "the policy: finished" in result.output
     assert "member-epochs" in result.output
+    assert "exact search: a walk down from the largest budget" in " ".join(result.output.split())
+    assert "walk-down" in result.output  # each comparison's search, with its note
     report = CliRunner().invoke(
         app, ["report", "--db", db, "--html", str(tmp_path / "r.html"), "--budget", "40k"]
     )
     assert report.exit_code == 0, report.output
     assert "Adaptive study" in report.output and "compute:" in report.output
-    assert "Adaptive study: what was skipped" in (tmp_path / "r.html").read_text()
+    page = (tmp_path / "r.html").read_text()
+    assert "Adaptive study: what was skipped" in page
+    assert "ran adaptively, with the exact search" in page
 
 
 def test_a_stopped_run_is_stored_as_stopped_with_its_curve_and_resumes_if_wanted_again(

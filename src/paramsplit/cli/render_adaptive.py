@@ -38,13 +38,14 @@ def render_policy(decision: Decision) -> None:
         console.print(f"    [dim]{escape(_ladder(state))}[/]")
     console.print(
         "    [dim]✓ win  ✗ loss or tie  … training  – skipped  · no comparison; "
-        "(2s) settled on 2 seeds a side, (e2) early at epoch 2[/]"
+        "(3s) judged on 3 seeds a side, (e2) early at epoch 2[/]"
     )
 
 
-def render_saving(saving: Saving) -> None:
-    """What an adaptive study skipped, stopped and spent, each with its reason."""
-    if saving.policy:
+def render_saving(saving: Saving, *, policy: bool = True) -> None:
+    """What an adaptive study skipped, stopped and spent, each with its reason; `policy`:
+    which search ran, first."""
+    if policy and saving.policy:
         console.print(f"  [dim]{escape(saving.policy)}[/]")
     console.print(f"  compute: {escape(saving.describe())}")
     for title, count, lines in (
@@ -70,7 +71,7 @@ def render_adaptive_status(
     )
     console.print(f"  [dim]{escape(saving.policy)}[/]")
     render_policy(decision)
-    console.print(f"  compute: {escape(saving.describe())}")
+    render_saving(saving, policy=False)
 
 
 def render_replay(result: ReplayResult) -> None:
