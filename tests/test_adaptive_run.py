@@ -226,6 +226,8 @@ def test_replay_refuses_a_study_that_is_not_finished(tmp_path, small_digits):
     result = CliRunner().invoke(app, ["replay", "--db", db])
     assert result.exit_code == 2
     assert "replay needs a finished full-grid study" in result.output
+    early = CliRunner().invoke(app, ["replay", "--db", db, "--early"])
+    assert "--early needs --policy bisection" in early.output
     bad = CliRunner().invoke(app, ["replay", "--db", db, "--policy", "greedy"])
     assert "--policy must be one of exact, bisection, adaptive, got 'greedy'" in bad.output
 

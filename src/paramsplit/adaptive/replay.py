@@ -1,4 +1,5 @@
-"""Replay: the adaptive policy simulated on a finished full-grid study's stored runs.
+"""Replay: the adaptive policy (either search, `AdaptiveSettings.search`) simulated on a
+finished full-grid study's stored runs.
 
 The policy (`decide`) is shown the study as it would have stood: every run pending at first;
 the runs it hands out then train in waves, all of a wave side by side, epoch by epoch,
@@ -13,6 +14,7 @@ epochs, and the measured seconds of the runs it used), whether every EST and the
 recommendation at each question budget came out the same as the full study's own analysis,
 and where not, why: a verdict settled with fewer seeds, or early, that all seeds turn
 around; or a skipped budget whose verdict breaks the monotone order the bisection assumes.
+The exact search takes none of these shortcuts: its replay checks its construction.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """Early verdicts: stop a comparison's ensemble runs at a rung (¼, ½ of the epochs) when
-the verdict is already settled, under a conservative rule.
+the verdict is already settled, under a conservative rule. Under the bisection search only:
+the exact search never stops a run (a stop at a rung can change a verdict).
 
 The final verdict compares test accuracy at the best validation epoch; at a rung only the
 validation curves exist. Wins can emerge late (after epoch 116 of 120 for some DenseNets of

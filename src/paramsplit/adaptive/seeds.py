@@ -1,5 +1,6 @@
 """Sequential seeds: a comparison starts with 2 seeds a side and gets more only while its
-verdict is not clear, up to the study's seeds.
+verdict is not clear, up to the study's seeds. Under the bisection search only: the exact
+search judges every budget on every seed.
 
 The verdict is the analysis's own (`Comparison.verdict`): by mean over seeds, a tie not
 being a win, or, with `require_significance`, a significant win of the exact permutation
