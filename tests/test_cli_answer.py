@@ -199,6 +199,34 @@ def test_recommend_under_a_latency_limit(db):
     assert "params / single" in out
 
 
+def test_recommend_without_a_budget_answers_for_the_largest_measured(db):
+    # Before: --budget was required, so `paramsplit demo` then `paramsplit recommend` failed.
+    result, out, err = invoke("recommend", "--db", db)
+    assert result.exit_code == 0, err
+    assert out.startswith("budget: 40k, the largest the study measured (--budget picks another)")
+    default = json.loads(invoke("recommend", "--db", db, "--json")[1])
+    explicit = json.loads(invoke("recommend", "--db", db, "--budget", "40k", "--json")[1])
+    assert default == explicit and default["measured_budget"] == 40_000
+
+
+def test_read_only_commands_read_the_demos_database_when_there_is_no_other(
+    db, tmp_path, monkeypatch
+):
+    # Before: `paramsplit demo` then `paramsplit recommend` (or report, export) looked for
+    # paramsplit.db, found none, and said so (export even created an empty one).
+    monkeypatch.chdir(tmp_path)
+    Path(db).rename(tmp_path / "paramsplit-demo.db")
+    for command in (["status"], ["report"], ["recommend"]):
+        result, _, err = invoke(*command)
+        assert result.exit_code == 0, err
+        assert "note: reading paramsplit-demo.db, the demo's results" in err
+    assert not (tmp_path / "paramsplit.db").exists()
+    (tmp_path / "paramsplit-demo.db").rename(tmp_path / "elsewhere.db")
+    result, _, err = invoke("status")  # neither: the usual error, nothing created
+    assert result.exit_code == 1 and "no database at 'paramsplit.db'" in err
+    assert not (tmp_path / "paramsplit.db").exists()
+
+
 def test_recommend_json_for_an_unmeasured_budget(db):
     result, out, _ = invoke(
         "recommend", "--db", db, "--budget", "25k", "--max-memory", "1.5MB", "--json"

@@ -453,6 +453,9 @@ DATABASES_CASES = {
     "recommend-missing-database": Case(
         ("recommend", "--budget", "5k", "--db", "{dir}/typo.db"), 1, MISSING
     ),
+    "export-missing-database": Case(  # before: export created an empty paramsplit.db
+        ("export", "--recommended", "--out", "{dir}/x.onnx", "--db", "{dir}/typo.db"), 1, MISSING
+    ),
     "status-missing-database-url": Case(("status", "--db", "sqlite:///{dir}/typo.db"), 1, MISSING),
     "status-missing-folder": Case(
         ("status", "--db", "{dir}/nowhere/typo.db"), 1, r"no database at '.*nowhere/typo\.db'"

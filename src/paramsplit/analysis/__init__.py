@@ -30,6 +30,7 @@ from paramsplit.analysis.recommend import (
     Candidate,
     Constraints,
     Recommendation,
+    largest_budget,
     recommend,
 )
 from paramsplit.analysis.records import (
@@ -74,6 +75,7 @@ __all__ = [
     "find_switchovers",
     "heat_maps",
     "is_matched",
+    "largest_budget",
     "latest_study",
     "p_value_greater",
     "pareto_fronts",

@@ -232,6 +232,14 @@ class Recommendation:
         }
 
 
+def largest_budget(designs: Sequence[DesignSummary]) -> int:
+    """The largest budget these designs were measured at: the budget a study asks about
+    (its question budget), and what `recommend` answers for when no budget is given."""
+    if not designs:
+        raise UsageError("no finished designs to recommend from: run the study first")
+    return max(design.budget_params for design in designs)
+
+
 def _budget_to_use(budgets: Sequence[int], requested: int) -> tuple[int, list[str]]:
     if requested in budgets:
         return requested, []

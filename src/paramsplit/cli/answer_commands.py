@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from paramsplit.cli import render, render_answer
-from paramsplit.cli.options import JsonFlag, open_store
+from paramsplit.cli.options import DEFAULT_DB, JsonFlag, open_store
 from paramsplit.cli.study_commands import DbOption
 from paramsplit.errors import UsageError
 
@@ -101,7 +101,7 @@ def _adaptive(db: str, analysis: Analysis) -> AdaptiveAnswer | None:
 
 def report(
     study: StudyOption = None,
-    db: DbOption = "paramsplit.db",
+    db: DbOption = DEFAULT_DB,
     html: Annotated[
         str | None,
         typer.Option(
@@ -192,7 +192,10 @@ def constraints_from_flags(
 
 
 def recommend(
-    budget: Annotated[str, typer.Option(help="Parameter budget: 1M, 250k, 2e6.")],
+    budget: Annotated[
+        str | None,
+        typer.Option(help="Parameter budget: 1M, 250k, 2e6 (default: the study's largest)."),
+    ] = None,
     max_latency_ms: Annotated[
         float | None, typer.Option(help="Largest inference latency per batch, in ms.")
     ] = None,
@@ -218,22 +221,23 @@ def recommend(
     family: Annotated[str | None, typer.Option(help="Family, if the study has several.")] = None,
     dataset: Annotated[str | None, typer.Option(help="Dataset, if the study has several.")] = None,
     study: StudyOption = None,
-    db: DbOption = "paramsplit.db",
+    db: DbOption = DEFAULT_DB,
     alpha: AlphaOption = 0.05,
     accuracy: AccuracyOption = "prob",
     match_tolerance: MatchToleranceOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """The best measured design for a budget, your constraints and objective."""
+    from paramsplit.analysis import largest_budget
     from paramsplit.analysis import recommend as recommend_design
     from paramsplit.quantities import format_budget, parse_budget
 
     constraints = constraints_from_flags(
         max_latency_ms, batch, max_train_time, max_memory, min_accuracy, memory_execution
     )
-    requested = parse_budget(budget)
     analysis = _load(db, study, alpha, accuracy=accuracy, match_tolerance=match_tolerance)
     designs = analysis.one_group(family, dataset)
+    requested = parse_budget(budget) if budget else largest_budget(designs)
     answer = recommend_design(
         designs, requested, constraints, objective, analysis.measured_latencies,
         analysis.records, alpha=alpha, match_tolerance=analysis.match_tolerance,
@@ -243,6 +247,12 @@ def recommend(
             answer.to_dict() | {"study": analysis.study, "accuracy": analysis.accuracy}
         )
         return
+    if budget is None:
+        render.console.print(
+            f"budget: {format_budget(requested)}, the largest the study measured "
+            "(--budget picks another)",
+            style="dim",
+        )
     render_answer.render_recommendation(answer, analysis.accuracy)
     adaptive = _adaptive(db, analysis)
     if adaptive is not None and answer.measured_budget not in adaptive.decision.questions.values():

@@ -9,14 +9,12 @@ from typing import Annotated
 import typer
 
 from paramsplit.cli import render, render_answer
-from paramsplit.cli.options import check_processes, open_store, usable_cores
+from paramsplit.cli.options import DEMO_DB, check_processes, open_store, usable_cores
 from paramsplit.cli.study_progress import render_infeasible, stops_cleanly, study_progress
 
 
 def demo(
-    db: Annotated[str, typer.Option(help="Results database (resumed if it exists).")] = (
-        "paramsplit-demo.db"
-    ),
+    db: Annotated[str, typer.Option(help="Results database (resumed if it exists).")] = DEMO_DB,
     html: Annotated[str, typer.Option(help="Where to write the HTML report.")] = (
         "paramsplit-demo.html"
     ),

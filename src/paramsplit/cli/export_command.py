@@ -11,7 +11,7 @@ from rich.table import Table
 
 from paramsplit.cli import render
 from paramsplit.cli.answer_commands import constraints_from_flags
-from paramsplit.cli.options import JsonFlag
+from paramsplit.cli.options import DEFAULT_DB, JsonFlag, open_store
 from paramsplit.cli.study_commands import DbOption
 from paramsplit.errors import UsageError
 
@@ -29,9 +29,7 @@ def export(
     ] = "onnx",
     recommended: Annotated[
         bool,
-        typer.Option(
-            "--recommended", help="Export the design paramsplit recommend chooses (needs --budget)."
-        ),
+        typer.Option("--recommended", help="Export the design paramsplit recommend chooses."),
     ] = False,
     member_logits: Annotated[
         bool, typer.Option("--member-logits", help="Also output each member's logits.")
@@ -41,7 +39,8 @@ def export(
         typer.Option(help="auto (the faster in the target runtime), fused or separate."),
     ] = "auto",
     budget: Annotated[
-        str | None, typer.Option(help="--recommended: parameter budget, e.g. 40k.")
+        str | None,
+        typer.Option(help="--recommended: budget, e.g. 40k (default: the study's largest)."),
     ] = None,
     max_latency_ms: Annotated[
         float | None, typer.Option(help="--recommended: largest latency per batch, in ms.")
@@ -66,37 +65,33 @@ def export(
     study: Annotated[
         str | None, typer.Option("--study", help="Study name (default: the latest).")
     ] = None,
-    db: DbOption = "paramsplit.db",
+    db: DbOption = DEFAULT_DB,
     threads: Annotated[int | None, typer.Option(help="CPU threads for every runtime.")] = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Write a run's whole ensemble as one model (images in, averaged probabilities out),
     checked on the run's test set in its runtime and timed at batch 1 and 64."""
     if (run_id is None) == (not recommended):
-        raise UsageError("give a RUN_ID or --recommended (with --budget), not both")
-    if recommended and budget is None:
-        raise UsageError("--recommended needs --budget, as paramsplit recommend does")
+        raise UsageError("give a RUN_ID or --recommended, not both")
     if not out:
         raise UsageError("--out is required: the file to write, e.g. --out best.onnx")
     import torch
 
     from paramsplit.export import check_format, export_run, recommended_run
     from paramsplit.quantities import parse_budget
-    from paramsplit.store import Store
 
     check_format(format_name)  # a missing extra says so before any work
     if threads is not None:
         torch.set_num_threads(threads)
-    with Store.open(db) as store:
+    with open_store(db, create=False) as store:
         if run_id is not None:
             run = store.run(run_id)
         else:
             constraints = constraints_from_flags(
                 max_latency_ms, batch, max_train_time, max_memory, min_accuracy
             )
-            assert budget is not None
             _, run = recommended_run(
-                store, parse_budget(budget), constraints, objective,
+                store, parse_budget(budget) if budget else None, constraints, objective,
                 family=family, dataset=dataset, study=study,
             )  # fmt: skip
     exported = export_run(

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from paramsplit.cli import render
-from paramsplit.cli.options import JsonFlag, check_processes, open_store
+from paramsplit.cli.options import DEFAULT_DB, JsonFlag, check_processes, open_store
 from paramsplit.cli.study_commands import DbOption
 from paramsplit.errors import UsageError
 
@@ -37,7 +37,7 @@ def measure(
     study: Annotated[
         str | None, typer.Option("--study", help="Study name (default: the latest).")
     ] = None,
-    db: DbOption = "paramsplit.db",
+    db: DbOption = DEFAULT_DB,
     batch: Annotated[
         str, typer.Option("--batch", help="Batch sizes to measure at, e.g. 1,8,64.")
     ] = "1,64",

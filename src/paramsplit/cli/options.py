@@ -101,13 +101,34 @@ def check_processes(flag: str, value: int | None) -> None:
 @contextlib.contextmanager
 def open_store(db: str, *, create: bool = True) -> Iterator[Store]:
     """The results database for one command. With `create=False` (commands that only
-    read) a missing file is an error. A database failure while it is used (a damaged file,
-    a corrupt stored value, a lock held too long) becomes one error naming it."""
+    read) a missing file is an error, except that the default one falls back to the demo's
+    (`demo_fallback`). A database failure while it is used (a damaged file, a corrupt stored
+    value, a lock held too long) becomes one error naming it."""
     from paramsplit.store import Store
     from paramsplit.store.database import errors_named
 
+    if not create:
+        db = demo_fallback(db)
     with Store.open(db, create=create) as store, errors_named(store.url):
         yield store
+
+
+DEFAULT_DB = "paramsplit.db"  # every command's --db, but the demo's
+DEMO_DB = "paramsplit-demo.db"  # `paramsplit demo`'s --db
+
+
+def demo_fallback(db: str) -> str:
+    """`db`, or the demo's database when `db` is the default, missing here, and the demo's
+    is not: `paramsplit demo` then `paramsplit report` (or recommend, export...) reads the
+    demo's results, as a new user expects, and a note says so."""
+    if db != DEFAULT_DB or os.path.exists(db) or not os.path.exists(DEMO_DB):
+        return db
+    error_console.print(
+        f"note: reading {DEMO_DB}, the demo's results (there is no {DEFAULT_DB} here; "
+        "--db picks another database)",
+        style="dim",
+    )
+    return DEMO_DB
 
 
 @dataclasses.dataclass(frozen=True)

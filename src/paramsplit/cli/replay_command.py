@@ -13,7 +13,7 @@ from paramsplit.cli.answer_commands import (
     SignificanceFlag,
     StudyOption,
 )
-from paramsplit.cli.options import JsonFlag, open_store
+from paramsplit.cli.options import DEFAULT_DB, JsonFlag, open_store
 from paramsplit.cli.study_commands import DbOption
 from paramsplit.errors import UsageError
 
@@ -22,7 +22,7 @@ POLICIES = ("exact", "bisection", "adaptive")
 
 
 def replay(
-    db: DbOption = "paramsplit.db",
+    db: DbOption = DEFAULT_DB,
     study: StudyOption = None,
     policy: Annotated[
         str,

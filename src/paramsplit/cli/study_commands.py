@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from paramsplit.cli import render
-from paramsplit.cli.options import JsonFlag, open_store, takes_option_groups
+from paramsplit.cli.options import DEFAULT_DB, JsonFlag, open_store, takes_option_groups
 from paramsplit.cli.study_options import RunnerOptions, StudyChoices, StudyFlags, located
 from paramsplit.cli.study_progress import render_infeasible, stops_cleanly, study_progress
 from paramsplit.errors import ParamSplitError
@@ -29,7 +29,7 @@ def run(
     study_file: StudyFileArgument = None,
     *,
     flags: StudyFlags,
-    db: DbOption = "paramsplit.db",
+    db: DbOption = DEFAULT_DB,
     runner: RunnerOptions,
     choices: StudyChoices,
 ) -> None:
@@ -132,7 +132,7 @@ def _render_adaptive(store: Any, study: str, counts: dict[str, int], as_json: bo
 
 def status(
     study: Annotated[str | None, typer.Option(help="Study name (default: all runs).")] = None,
-    db: DbOption = "paramsplit.db",
+    db: DbOption = DEFAULT_DB,
     as_json: JsonFlag = False,
 ) -> None:
     """What is done, running, failed and left in a study; an ETA from finished runs. For an

@@ -11,14 +11,20 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from paramsplit.analysis import Constraints, Recommendation, analyse_store, recommend
+from paramsplit.analysis import (
+    Constraints,
+    Recommendation,
+    analyse_store,
+    largest_budget,
+    recommend,
+)
 from paramsplit.errors import ArtifactError
 from paramsplit.store import Store
 
 
 def recommended_run(
     store: Store,
-    budget: int,
+    budget: int | None,
     constraints: Constraints | None = None,
     objective: str = "accuracy",
     *,
@@ -27,10 +33,11 @@ def recommended_run(
     study: str | None = None,
 ) -> tuple[Recommendation, dict[str, Any]]:
     """The recommendation `paramsplit recommend` gives for these options, and the run of
-    its design to deploy (a row of the store)."""
+    its design to deploy (a row of the store). No budget: the study's largest."""
     analysis = analyse_store(store, study)
+    designs = analysis.one_group(family, dataset)
     answer = recommend(
-        analysis.one_group(family, dataset), budget, constraints, objective,
+        designs, budget or largest_budget(designs), constraints, objective,
         analysis.measured_latencies, analysis.records,
     )  # fmt: skip
     if answer.choice is None:
