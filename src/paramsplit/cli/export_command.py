@@ -78,7 +78,7 @@ def export(
     import torch
 
     from paramsplit.export import check_format, export_run, recommended_run
-    from paramsplit.quantities import parse_budget
+    from paramsplit.quantities import format_budget, parse_budget
 
     check_format(format_name)  # a missing extra says so before any work
     if threads is not None:
@@ -90,10 +90,16 @@ def export(
             constraints = constraints_from_flags(
                 max_latency_ms, batch, max_train_time, max_memory, min_accuracy
             )
-            _, run = recommended_run(
+            answer, run = recommended_run(
                 store, parse_budget(budget) if budget else None, constraints, objective,
                 family=family, dataset=dataset, study=study,
             )  # fmt: skip
+            if budget is None:
+                render.error_console.print(
+                    f"budget: {format_budget(answer.requested_budget)}, the largest the study "
+                    "measured (--budget picks another)",
+                    style="dim",
+                )
     exported = export_run(
         run, format_name, Path(out), member_logits=member_logits, form=form, batch_size=batch
     )
