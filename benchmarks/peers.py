@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import os
-import platform
 import statistics
 import time
 from collections.abc import Callable
@@ -39,6 +37,7 @@ from rich.table import Table
 from torch import Tensor, nn
 
 import paramsplit as ps
+from executors import machine  # the host's description, as the executors benchmark prints it
 from paramsplit.specs import ArchSpec, InputSpec, TrainConfig
 from paramsplit.train import EXECUTORS, make_executor
 
@@ -301,17 +300,6 @@ def case_table(case: Case, args: argparse.Namespace, console: Console, device) -
     console.print(table)
     for line in [c.note for c in contenders if c.note] + skipped:
         console.print(line, markup=False)  # "[bench]" is not a style
-
-
-def machine() -> str:
-    cpu = platform.processor() or "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as cpuinfo:
-            cpu = next(line.split(":", 1)[1].strip() for line in cpuinfo if "model name" in line)
-    except (OSError, StopIteration):
-        pass
-    python = platform.python_version()
-    return f"{cpu}, {os.cpu_count()} CPUs, torch {torch.__version__}, Python {python}"
 
 
 def main() -> None:

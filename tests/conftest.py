@@ -3,6 +3,7 @@ on SQLite and on a real PostgreSQL server."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 
 import paramsplit as ps
 import postgres_server
+from paramsplit.data import DatasetTensors, load_dataset
 
 # Small enough that a forward and backward pass on CPU takes milliseconds, big enough that
 # every kind of block appears (shortcut projections, transitions, five VGG stages). A family
@@ -85,3 +87,12 @@ def database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     url: str = request.getfixturevalue("postgres_url")
     postgres_server.empty_public_schema(url)
     return url
+
+
+@pytest.fixture(scope="module")
+def small_digits() -> dict[str, DatasetTensors]:
+    """Digits with 128 training images, by name as studies take datasets: a study of it
+    trains in seconds."""
+    digits = load_dataset("digits")
+    train = {"train_images": digits.train_images[:128], "train_labels": digits.train_labels[:128]}
+    return {"digits": dataclasses.replace(digits, **train)}

@@ -3,7 +3,6 @@ done, never failed), resumes them, and a study killed mid-run resumes to the sam
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import signal
@@ -18,20 +17,12 @@ import paramsplit as ps
 from paramsplit.adaptive import answer, decide
 from paramsplit.adaptive.stored import load_records, load_settings
 from paramsplit.cli.app import app
-from paramsplit.data import load_dataset
 from paramsplit.errors import StudyFileError
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store
 from paramsplit.study import StudyDefinition, checkpoint_dir_for, register_study, run_study
 from paramsplit.study.adaptive import AdaptiveScheduler
 from paramsplit.study.file import load_study_file
-
-
-@pytest.fixture(scope="module")
-def small_digits():
-    digits = load_dataset("digits")
-    return {"digits": dataclasses.replace(digits, train_images=digits.train_images[:128],
-                                          train_labels=digits.train_labels[:128])}  # fmt: skip
 
 
 def adaptive_study(**changes) -> StudyDefinition:

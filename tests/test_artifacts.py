@@ -3,7 +3,6 @@ database, its path, size and sha256 in the run's row, checked whenever it is loa
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -18,7 +17,6 @@ from safetensors import safe_open
 from typer.testing import CliRunner
 
 from paramsplit.cli import app
-from paramsplit.data import load_dataset
 from paramsplit.errors import ArtifactError, StudyFileError
 from paramsplit.export import build_ensemble
 from paramsplit.specs import TrainConfig, parse_design
@@ -30,13 +28,6 @@ from paramsplit.train import train_design
 from paramsplit.train.checkpoint import write_atomically
 
 runner = CliRunner()
-
-
-@pytest.fixture(scope="module")
-def small_digits():
-    digits = load_dataset("digits")
-    return {"digits": dataclasses.replace(digits, train_images=digits.train_images[:128],
-                                          train_labels=digits.train_labels[:128])}  # fmt: skip
 
 
 def _study(**changes):

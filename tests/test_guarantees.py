@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import builtins
 import contextlib
-import dataclasses
 import errno
 import os
 import random
@@ -27,7 +26,6 @@ import torch
 from sqlalchemy import event
 
 import paramsplit as ps
-from paramsplit.data import load_dataset
 from paramsplit.errors import CheckpointError, DiskFullError
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store, StoreWriteError
@@ -40,13 +38,6 @@ from paramsplit.train.checkpoint import load_checkpoint, save_checkpoint
 # What is compared between an interrupted study and an uninterrupted one, run by run.
 RESULT_KEYS = ("status", "test_accuracy", "best_val_accuracy", "best_epoch", "epochs_trained")
 CURVE_KEYS = ("epoch", "train_loss", "val_accuracy")
-
-
-@pytest.fixture(scope="module")
-def small_digits():
-    digits = load_dataset("digits")
-    return {"digits": dataclasses.replace(digits, train_images=digits.train_images[:128],
-                                          train_labels=digits.train_labels[:128])}  # fmt: skip
 
 
 def _study(**changes) -> StudyDefinition:

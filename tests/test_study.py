@@ -15,7 +15,6 @@ import torch
 
 import paramsplit as ps
 import paramsplit.study.training as study_training
-from paramsplit.data import load_dataset
 from paramsplit.specs import TrainConfig
 from paramsplit.store import Store, default_worker
 from paramsplit.study import (
@@ -27,13 +26,6 @@ from paramsplit.study import (
     train_run,
 )
 from paramsplit.study.file import load_study_file
-
-
-@pytest.fixture(scope="module")
-def small_digits():
-    digits = load_dataset("digits")
-    return {"digits": dataclasses.replace(digits, train_images=digits.train_images[:128],
-                                          train_labels=digits.train_labels[:128])}  # fmt: skip
 
 
 def _study(**changes):
