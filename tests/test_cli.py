@@ -580,3 +580,10 @@ def test_run_rejects_bad_options_in_one_line(tmp_path, args, message):
     result = invoke("run", "--budgets", "5k", "--db", str(tmp_path / "study.db"), *args)
     assert result.exit_code == 2, result.output
     assert re.search(message, error_line(result.stderr))
+
+
+def test_the_command_lines_default_database_is_the_stores():
+    from paramsplit.cli.options import DEFAULT_DB
+    from paramsplit.store import DEFAULT_PATH
+
+    assert DEFAULT_DB == DEFAULT_PATH

@@ -113,7 +113,10 @@ def open_store(db: str, *, create: bool = True) -> Iterator[Store]:
         yield store
 
 
-DEFAULT_DB = "paramsplit.db"  # every command's --db, but the demo's
+# Every command's --db but the demo's: `paramsplit.store.DEFAULT_PATH`, spelled again here
+# so that the command line imports no SQLAlchemy to start (tests/test_cli.py checks that
+# the two agree).
+DEFAULT_DB = "paramsplit.db"
 DEMO_DB = "paramsplit-demo.db"  # `paramsplit demo`'s --db
 
 
